@@ -1,0 +1,229 @@
+"""UniPTConfig: one typed dataclass whose fields express every difference between the paper's variants.
+
+Fields left as ``None`` are filled first from the named preset, then from the ``auto`` defaults, so
+``UniPTConfig(preset="clipvil", reduction=4)`` means "CLIP-ViL's variant, but a narrower side network".
+Widths (``in_widths``, ``final_width``, ``decoder_widths``) are normally discovered from the backbone;
+give them explicitly to build a side network standalone (see :meth:`UniPTConfig.for_paper`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+InputKind = Literal["sequence", "spatial", "single_query", "cross_stream"]
+
+# Each preset is data: the field values that reproduce one code variant of the paper.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Default for any backbone: canonical Transformer form, side width = backbone width / 2.
+    "auto": dict(
+        width_base="input", reduction=2.0, down_proj="linear_norm", fusion="linear_norm",
+        up_proj="relu_linear", output_mode="replace", skip="identity", eps=1e-6, eps_mode="add",
+        init="default",
+    ),
+    # VSE-infinity text tower (BERT-base): d = 1024 / 2, U = ReLU -> Linear(512 -> 1024).
+    "vse_text": dict(
+        input_kind="sequence", width_base="output", reduction=2.0, down_proj="linear_norm",
+        fusion="linear_norm", up_proj="relu_linear", output_mode="replace", skip="identity",
+        eps=1e-8, eps_mode="add", init="default",
+    ),
+    # VSE-infinity image tower (ResNeXt stages): guided window pooling, conv1x1 + BN projections.
+    "vse_cnn": dict(
+        input_kind="spatial", width_base="output", reduction=2.0, down_proj="linear_norm", norm="batch",
+        fusion="linear_norm", up_proj="relu_linear", output_mode="replace", skip="identity",
+        eps=1e-8, eps_mode="add", init="default",
+    ),
+    # CLIP4Clip: one query (projected CLIP embedding), class-token skip, output added to the embedding.
+    "clip4clip": dict(
+        input_kind="single_query", width_base="output", reduction=1.0, down_proj="relu_linear",
+        fusion="none", guide_residual=False, up_proj="relu_linear", output_mode="residual",
+        skip="class_token", eps=1e-6, eps_mode="clamp", init="default",
+    ),
+    # CLIP-ViL: d = 768 / r, MLP fusion, plain Linear up-projection that replaces the encoder output.
+    "clipvil": dict(
+        input_kind="sequence", width_base="input", reduction=2.0, down_proj="linear_norm",
+        fusion="mlp_norm", up_proj="linear", output_mode="replace", skip="identity",
+        eps=1e-6, eps_mode="add", init="bert",
+    ),
+    # MDETR: encoder + decoder taps [1, 3, 5], decoder taps first attend to the side encoder memory.
+    "mdetr": dict(
+        input_kind="cross_stream", width_base="input", reduction=2.0, down_proj="linear_norm",
+        fusion="mlp_norm", up_proj="relu_linear_norm", output_mode="replace", skip="identity",
+        eps=1e-7, eps_mode="add", init="xavier", target_layers=[1, 3, 5],
+    ),
+}
+
+# The widths the paper's backbones tap, so each preset can be built standalone and its parameter
+# count checked against the reference implementation.
+PAPER_WIDTHS: dict[str, dict[str, Any]] = {
+    "vse_text": dict(in_widths=[768] * 13, out_width=1024),
+    "vse_cnn": dict(in_widths=[256, 512, 1024, 2048], out_width=1024),
+    "clip4clip": dict(in_widths=[768] * 13, final_width=512),  # image tower; text tower: [512] * 13
+    "clipvil": dict(in_widths=[768] * 13),
+    "mdetr": dict(in_widths=[256] * 7, decoder_widths=[256] * 7),
+}
+
+
+def list_presets() -> list[str]:
+    """Names of the built-in presets."""
+    return sorted(PRESETS)
+
+
+@dataclass
+class UniPTConfig:
+    """Everything that defines a UniPT side network and how it reads the backbone.
+
+    Method fields (``None`` = take it from the preset):
+        input_kind: ``sequence`` (token states ``[B, L, D]``), ``spatial`` (CNN maps ``[B, C, H, W]``),
+            ``single_query`` (one-token guide from the frozen final embedding), ``cross_stream``
+            (encoder + decoder taps, MDETR).
+        width_base / reduction / side_width: side width ``d`` = ``side_width`` if given, else the
+            backbone (``input``: guide width) or output (``output``: ``out_width``) width / ``reduction``.
+        out_width: width of the output (default: the guide's width, so the output can replace it).
+        target_layers: indices of the taps that the guide re-weights (default: every tap but the
+            guide; all taps for ``single_query``).
+        down_proj: ``linear_norm`` (Linear -> Norm) or ``relu_linear`` (ReLU -> Linear, no norm).
+        norm: ``layer`` or ``batch`` (batch statistics over tokens, as the CNN variant's BatchNorm).
+        fusion: P in ``G + P(M)``: ``linear_norm``, ``mlp_norm`` or ``none``.
+        guide_residual: keep the ``G +`` term of the fusion.
+        up_proj: U: ``relu_linear``, ``linear`` or ``relu_linear_norm``.
+        output_mode: ``replace`` the frozen output, or ``residual`` (add to the frozen final output).
+        skip: ``identity`` (each token keeps itself) or ``class_token`` (add the layer's class token).
+        class_token: where the class token sits for ``class_token`` skip: ``first`` or ``last_valid``.
+        eps / eps_mode: L1 row normalisation ``x / (sum + eps)`` (``add``) or ``x / max(sum, eps)``.
+        init: ``default`` (PyTorch), ``bert`` (N(0, 0.02)) or ``xavier``.
+        interaction / aggregation / guided_pooling: ablation switches of the paper's modules.
+
+    Backbone fields:
+        taps: module names, glob patterns or ``re:`` regexes to tap; ``None`` picks them automatically.
+        decoder_taps: the decoder's taps for ``cross_stream`` backbones tapped by module name.
+        tap_source: ``hidden_states`` (Hugging Face ``output_hidden_states``) or ``modules`` (hooks);
+            discovered from the backbone when ``None``.
+        max_stages: how many CNN stages automatic tap selection keeps (deepest last).
+        keep_backbone_dropout: run the frozen backbone in train mode (dropout on) as the paper's code.
+        final_output: attribute of the backbone output used as the frozen final embedding.
+        probe_size: image side used to probe CNN shapes when no example input is given.
+    """
+
+    preset: str = "auto"
+    input_kind: InputKind | None = None
+    in_widths: list[int] | None = None
+    final_width: int | None = None
+    decoder_widths: list[int] | None = None
+    width_base: Literal["input", "output"] | None = None
+    reduction: float | None = None
+    side_width: int | None = None
+    out_width: int | None = None
+    target_layers: list[int] | None = None
+    down_proj: Literal["linear_norm", "relu_linear"] | None = None
+    norm: Literal["layer", "batch"] | None = None
+    fusion: Literal["linear_norm", "mlp_norm", "none"] | None = None
+    guide_residual: bool | None = None
+    up_proj: Literal["relu_linear", "linear", "relu_linear_norm"] | None = None
+    output_mode: Literal["replace", "residual"] | None = None
+    skip: Literal["identity", "class_token"] | None = None
+    class_token: Literal["first", "last_valid"] | None = None
+    eps: float | None = None
+    eps_mode: Literal["add", "clamp"] | None = None
+    init: Literal["default", "bert", "xavier"] | None = None
+    interaction: Literal["guided", "none"] | None = None
+    aggregation: Literal["confidence", "uniform"] | None = None
+    guided_pooling: bool | None = None
+    taps: list[str] | None = None
+    decoder_taps: list[str] | None = None
+    tap_source: Literal["hidden_states", "modules"] | None = None
+    max_stages: int = 4
+    keep_backbone_dropout: bool = False
+    final_output: str | None = None
+    probe_size: int = 224
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            close = difflib.get_close_matches(self.preset, PRESETS, n=3)
+            raise ValueError(
+                f"Unknown UniPT preset {self.preset!r}. Known presets: {list_presets()}"
+                + (f"; did you mean {close}?" if close else "")
+            )
+        for source in (PRESETS[self.preset], _FALLBACKS):
+            for key, value in source.items():
+                if getattr(self, key) is None:
+                    setattr(self, key, list(value) if isinstance(value, list) else value)
+        if self.norm is None:
+            self.norm = "batch" if self.input_kind == "spatial" else "layer"
+        if self.class_token is None:
+            self.class_token = "first"
+        if isinstance(self.taps, str):
+            self.taps = [self.taps]
+        if isinstance(self.decoder_taps, str):
+            self.decoder_taps = [self.decoder_taps]
+
+    @classmethod
+    def for_paper(cls, preset: str, **overrides: Any) -> UniPTConfig:
+        """The preset with the paper backbone's widths filled in (buildable with no backbone)."""
+        values = {**PAPER_WIDTHS.get(preset, {}), **overrides}
+        return cls(preset=preset, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UniPTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown UniPTConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    # ----------------------------------------------------------------------------- derived sizes
+    @property
+    def guide_width(self) -> int:
+        """Width of the tensor the guide is projected from."""
+        if self.input_kind == "single_query":
+            return self._require("final_width")
+        widths = self._require("in_widths")
+        return widths[-1]
+
+    @property
+    def output_width(self) -> int:
+        return self.out_width if self.out_width is not None else self.guide_width
+
+    @property
+    def resolved_side_width(self) -> int:
+        if self.side_width is not None:
+            return self.side_width
+        base = self.guide_width if self.width_base == "input" else self.output_width
+        width = int(base / float(self.reduction or 1.0))
+        if width < 1:
+            raise ValueError(f"reduction={self.reduction} leaves no side width from {base}")
+        return width
+
+    def resolved_targets(self, num_taps: int) -> list[int]:
+        """Indices of the taps the guide interacts with (validated against ``num_taps``)."""
+        if self.target_layers is None:
+            last = num_taps if self.input_kind == "single_query" else num_taps - 1
+            return list(range(last))
+        bad = [i for i in self.target_layers if not -num_taps <= i < num_taps]
+        if bad:
+            raise ValueError(
+                f"target_layers {bad} are out of range for {num_taps} tapped layers; "
+                f"use indices 0..{num_taps - 1}"
+            )
+        return [i % num_taps for i in self.target_layers]
+
+    def _require(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(
+                f"UniPTConfig.{name} is not set. Wrap a backbone with get_unipt_model() to discover it, "
+                f"or pass {name}=... (UniPTConfig.for_paper(preset) fills the paper's widths)."
+            )
+        return value
+
+
+_FALLBACKS: dict[str, Any] = dict(
+    PRESETS["auto"], input_kind=None, guide_residual=True, interaction="guided",
+    aggregation="confidence", guided_pooling=True,
+)

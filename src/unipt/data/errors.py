@@ -1,0 +1,73 @@
+"""Error types raised by the data layer.
+
+Every parsing problem is reported with the file, the record (line number, index or key) and the
+field that was expected, plus a hint on how to fix the input, so that a broken annotation file can be
+repaired without reading the loader's source.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from typing import Any
+
+__all__ = ["DataFileNotFoundError", "DataFormatError", "UnsafePickleError"]
+
+
+class DataFormatError(ValueError):
+    """A data file exists but does not follow the expected format.
+
+    Attributes:
+        path: the offending file.
+        record: where in the file (``"line 12"``, ``"images[3]"``, ``"question 4711"``...), or None.
+        field: the field that is missing or invalid, or None.
+        expected: a short description of what was expected.
+        hint: how to fix the input.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        record: Any = None,
+        field: str | None = None,
+        expected: str | None = None,
+        problem: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.record = record
+        self.field = field
+        self.expected = expected
+        self.problem = problem
+        self.hint = hint
+        parts = [self.path]
+        if record is not None:
+            parts.append(f"record {record}")
+        if field is not None:
+            parts.append(f"field {field!r}")
+        message = ": ".join(parts) + ": " + (problem or "missing or invalid value")
+        if expected:
+            message += f" (expected {expected})"
+        if hint:
+            message += f". Hint: {hint}"
+        super().__init__(message)
+
+
+class UnsafePickleError(DataFormatError):
+    """A pickle file references a global that the restricted unpickler does not allow."""
+
+
+class DataFileNotFoundError(FileNotFoundError):
+    """A required data file or folder is missing.
+
+    The message names the path and says what the file should be (and where it usually comes from).
+    """
+
+    def __init__(self, path: str | PathLike[str], what: str, hint: str | None = None) -> None:
+        self.path = str(path)
+        self.what = what
+        message = f"{what} not found: {self.path}"
+        if hint:
+            message += f". Hint: {hint}"
+        super().__init__(message)
+        self.filename = self.path

@@ -1,0 +1,196 @@
+"""UniPTModel: a frozen backbone plus a trainable parallel side network, PEFT-style.
+
+The backbone runs under ``torch.no_grad()`` (no autograd graph, no saved activations) and stays in
+eval mode unless ``keep_backbone_dropout``; only the side network has ``requires_grad``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from unipt.config import UniPTConfig
+from unipt.fingerprint import fingerprint, structure_hash
+from unipt.nn import build_side_network
+from unipt.outputs import AdaptedOutput
+from unipt.taps import BackboneTapper, Taps, discover_widths
+
+CONFIG_NAME = "unipt_config.json"
+WEIGHTS_NAME = "unipt_side.safetensors"
+FORMAT_VERSION = 1
+
+
+class UniPTModel(nn.Module):
+    """Frozen ``backbone`` + UniPT side network. ``forward(**inputs) -> AdaptedOutput``."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        config: UniPTConfig,
+        example_inputs: dict[str, torch.Tensor] | None = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        backbone.train(config.keep_backbone_dropout)
+        self.tapper = BackboneTapper(backbone, config)
+        _fill_widths(config, discover_widths(self.tapper, example_inputs))
+        self.side = build_side_network(config)
+        self.backbone_fingerprint = fingerprint(backbone)
+
+    # ------------------------------------------------------------------------------- running
+    def train(self, mode: bool = True) -> UniPTModel:
+        """Train the side network; the backbone stays in eval mode unless ``keep_backbone_dropout``."""
+        super().train(mode)
+        self.backbone.train(mode and self.config.keep_backbone_dropout)
+        return self
+
+    def tap(self, **inputs: torch.Tensor) -> Taps:
+        """Run only the frozen backbone (no autograd graph) and return its taps."""
+        return self.tapper(inputs)
+
+    def adapt(self, taps: Taps) -> AdaptedOutput:
+        """Run only the side network on taps (from :meth:`tap` or an activation cache)."""
+        if self.config.input_kind == "cross_stream":
+            return self.side(taps.hidden, taps.decoder_hidden, taps.mask)
+        return self.side(taps.hidden, taps.mask, taps.final, taps.class_index)
+
+    def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> AdaptedOutput:
+        if args:  # plain CNNs are called positionally
+            if len(args) != 1:
+                raise TypeError("pass the backbone's inputs as keywords, or one positional image tensor")
+            inputs = {"__positional__": args[0], **inputs}
+        return self.adapt(self.tap(**inputs))
+
+    # ------------------------------------------------------------------------------- parameters
+    def trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.trainable_parameters()
+        print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
+
+    # ------------------------------------------------------------------------------- save / load
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
+        """Write ONLY the side network (safetensors) and the config (JSON), each atomically."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.side.state_dict().items()}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "unipt_version": _version(),
+            "config": self.config.to_dict(),
+            "backbone": self.backbone_fingerprint,
+        }
+        _atomic_write(out / WEIGHTS_NAME, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
+        _atomic_write(out / CONFIG_NAME, lambda path: path.write_text(json.dumps(meta, indent=2)))
+
+    @classmethod
+    def from_pretrained(
+        cls, backbone: nn.Module, directory: str | os.PathLike[str], is_trainable: bool = False
+    ) -> UniPTModel:
+        """Rebuild the side network saved by :meth:`save_pretrained` on ``backbone``."""
+        src = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (src / name).is_file():
+                raise FileNotFoundError(
+                    f"{src / name} not found: {src} is not a saved UniPT model "
+                    f"(save_pretrained writes {CONFIG_NAME} and {WEIGHTS_NAME})"
+                )
+        meta = json.loads((src / CONFIG_NAME).read_text())
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(
+                f"{src} was saved by a newer unipt (format {meta['format_version']}); upgrade unipt to load it"
+            )
+        saved = meta.get("backbone", {})
+        if saved.get("structure") and saved["structure"] != structure_hash(backbone):
+            raise ValueError(
+                f"{src} holds a side network trained on a different backbone ({saved.get('class')}, "
+                f"structure {saved['structure']}); this backbone is {type(backbone).__name__} "
+                f"({structure_hash(backbone)}). Load it onto the backbone it was trained with."
+            )
+        model = cls(backbone, UniPTConfig.from_dict(meta["config"]))
+        if saved.get("weights") and saved["weights"] != model.backbone_fingerprint["weights"]:
+            warnings.warn(
+                f"{src} was trained on the same architecture with other weights; outputs will differ "
+                "from the saved run", stacklevel=2,
+            )
+        model.side.load_state_dict(load_file(str(src / WEIGHTS_NAME)))
+        model.side.requires_grad_(is_trainable)
+        return model
+
+
+def get_unipt_model(
+    backbone: nn.Module,
+    config: UniPTConfig | None = None,
+    example_inputs: dict[str, torch.Tensor] | None = None,
+) -> UniPTModel:
+    """Freeze ``backbone`` and attach a UniPT side network (widths discovered from the backbone).
+
+    Args:
+        backbone: any ``nn.Module``: a Hugging Face model, a torchvision/timm CNN, your own network.
+        config: :class:`UniPTConfig` (default: the ``auto`` preset with automatic taps).
+        example_inputs: one batch of the backbone's keyword inputs used to discover the tap shapes;
+            by default a dummy batch is made from the backbone's config.
+    """
+    return UniPTModel(backbone, config or UniPTConfig(), example_inputs)
+
+
+def _fill_widths(config: UniPTConfig, taps: Taps) -> None:
+    """Set ``input_kind`` and widths from real tap shapes, refusing a config made for other widths."""
+    if config.input_kind is None:
+        if taps.decoder_hidden:
+            config.input_kind = "cross_stream"
+        else:
+            config.input_kind = "spatial" if taps.hidden[0].dim() == 4 else "sequence"
+    spatial = taps.hidden[0].dim() == 4
+    if spatial != (config.input_kind == "spatial"):
+        raise ValueError(
+            f"preset {config.preset!r} expects {config.input_kind} taps but the backbone gives "
+            f"{'[B, C, H, W] maps' if spatial else '[B, L, D] tokens'}; choose a preset for this backbone "
+            "(e.g. 'auto') or other taps"
+        )
+    found: dict[str, Any] = {"in_widths": [h.shape[1 if spatial else -1] for h in taps.hidden]}
+    if taps.decoder_hidden:
+        found["decoder_widths"] = [h.shape[-1] for h in taps.decoder_hidden]
+    if config.input_kind == "single_query":
+        found["final_width"] = taps.final.shape[-1]
+    for key, value in found.items():
+        current = getattr(config, key)
+        if current is not None and (list(current) != list(value) if isinstance(value, list) else current != value):
+            raise ValueError(
+                f"UniPTConfig.{key}={current} does not match the backbone ({value}); drop it from the config "
+                "to let get_unipt_model discover it"
+            )
+        setattr(config, key, value)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _version() -> str:
+    from unipt import __version__
+
+    return __version__

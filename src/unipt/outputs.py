@@ -1,0 +1,39 @@
+"""Output containers shared by UniPT, the baselines and the task heads.
+
+Every adaptation method (UniPT, LoRA, LST, full fine-tuning, a frozen probe) returns a
+:class:`AdaptedOutput`, so task heads never need to know which method produced the features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AdaptedOutput:
+    """Features of an adapted backbone, ready for a task head.
+
+    Attributes:
+        last_hidden_state: ``[B, L, D]`` token (or flattened grid-cell) features.
+        attention_mask: ``[B, L]`` with 1 for real tokens, or ``None`` when every token is real.
+        pooled: ``[B, D]`` one vector per sample (masked mean, class token or projected output).
+        layer_weights: ``[B, n]`` UniPT's softmax confidence over the tapped layers (``None`` for
+            methods without one).
+        aux_hidden_states: optional ``[k, B, L, D]`` extra per-layer outputs (MDETR-style aux losses).
+    """
+
+    last_hidden_state: torch.Tensor
+    attention_mask: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
+    layer_weights: torch.Tensor | None = None
+    aux_hidden_states: torch.Tensor | None = None
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
+    """Mean of ``x`` ``[B, L, D]`` over ``dim`` counting only positions where ``mask`` ``[B, L]`` is 1."""
+    if mask is None:
+        return x.mean(dim)
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(dim) / m.sum(dim).clamp(min=1.0)

@@ -1,0 +1,129 @@
+"""BackboneTapper: run a frozen backbone with no autograd graph and return what UniPT reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from unipt.config import UniPTConfig
+from unipt.taps.auto import call_backbone, find_cnn_stages, is_hf_model, probe_inputs
+from unipt.taps.hooks import capture_outputs, resolve_module_names
+
+FINAL_OUTPUT_CANDIDATES = ("image_embeds", "text_embeds", "pooler_output")
+
+
+@dataclass
+class Taps:
+    """What one backbone forward hands to the side network.
+
+    Attributes:
+        hidden: tapped layers, guide last: ``[B, L, D_i]`` tokens or ``[B, C_i, H_i, W_i]`` maps.
+        mask: ``[B, L]`` 1 for real tokens, or ``None``.
+        final: ``[B, D]`` the frozen final embedding (single_query), or ``None``.
+        class_index: ``[B]`` class-token positions, or ``None`` (token 0).
+        decoder_hidden: decoder layers ``[B, Q, D]`` for ``cross_stream`` backbones.
+    """
+
+    hidden: list[torch.Tensor]
+    mask: torch.Tensor | None = None
+    final: torch.Tensor | None = None
+    class_index: torch.Tensor | None = None
+    decoder_hidden: list[torch.Tensor] = field(default_factory=list)
+
+
+class BackboneTapper:
+    """Reads taps from ``backbone`` according to ``config`` (``tap_source``, ``taps``...).
+
+    The backbone always runs under ``torch.no_grad()``: nothing it computes is recorded for backward.
+    """
+
+    def __init__(self, backbone: nn.Module, config: UniPTConfig):
+        self.backbone, self.config = backbone, config
+        if config.tap_source is None:
+            config.tap_source = "modules" if config.taps or not is_hf_model(backbone) else "hidden_states"
+        if config.tap_source == "modules":
+            if config.taps is None:
+                config.taps = find_cnn_stages(backbone, probe_inputs(backbone, config.probe_size), config.max_stages)
+            config.taps = resolve_module_names(backbone, config.taps)
+            if config.decoder_taps is not None:
+                config.decoder_taps = resolve_module_names(backbone, config.decoder_taps)
+
+    @torch.no_grad()
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> Taps:
+        cfg = self.config
+        mask = inputs.get("attention_mask")
+        self._check_padding(inputs, mask)
+        if cfg.tap_source == "hidden_states":
+            out = call_backbone(self.backbone, inputs, output_hidden_states=True, return_dict=True)
+            encoder_decoder = getattr(out, "decoder_hidden_states", None) is not None
+            if cfg.input_kind == "cross_stream" or (cfg.input_kind is None and encoder_decoder):
+                hidden = list(_required(out, "encoder_hidden_states"))
+                decoder = list(_required(out, "decoder_hidden_states"))
+            else:
+                hidden = list(_required(out, "encoder_hidden_states" if encoder_decoder else "hidden_states"))
+                decoder = []
+                if hidden[0].dim() == 4:  # CNN stages (e.g. transformers' ResNet): keep the deepest
+                    hidden = hidden[-cfg.max_stages:]
+        else:
+            names = cfg.taps + (cfg.decoder_taps or [])
+            with capture_outputs(self.backbone, names) as capture:
+                out = call_backbone(self.backbone, inputs)
+            missing = [n for n in names if capture.calls[n] == 0]
+            if missing:
+                raise RuntimeError(f"taps {missing} did not run in the backbone's forward; choose other layers")
+            hidden = [capture.outputs[n] for n in cfg.taps]
+            decoder = [capture.outputs[n] for n in cfg.decoder_taps or []]
+        if hidden[0].dim() == 4:
+            mask = None
+        return Taps(hidden, mask, self._final(out), self._class_index(mask, hidden), decoder)
+
+    def _final(self, out: object) -> torch.Tensor | None:
+        if self.config.input_kind != "single_query":
+            return None
+        names = [self.config.final_output] if self.config.final_output else list(FINAL_OUTPUT_CANDIDATES)
+        for name in names:
+            value = getattr(out, name, None)
+            if isinstance(value, torch.Tensor):
+                return value
+        if isinstance(out, torch.Tensor) and out.dim() == 2:
+            return out
+        raise ValueError(
+            f"single_query needs the backbone's final embedding; none of {names} is in its output "
+            f"({type(out).__name__}). Set UniPTConfig.final_output to the attribute that holds it."
+        )
+
+    def _class_index(self, mask: torch.Tensor | None, hidden: list[torch.Tensor]) -> torch.Tensor | None:
+        if self.config.skip != "class_token" or self.config.class_token == "first":
+            return None
+        if mask is None:
+            return torch.full((hidden[0].shape[0],), hidden[0].shape[1] - 1, device=hidden[0].device)
+        return mask.long().sum(1) - 1
+
+    def _check_padding(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor | None) -> None:
+        ids = inputs.get("input_ids")
+        pad = getattr(getattr(self.backbone, "config", None), "pad_token_id", None)
+        if ids is not None and mask is None and pad is not None and bool((ids == pad).any()):
+            raise ValueError(
+                "input_ids contain padding tokens but no attention_mask was given; UniPT would treat "
+                "padding as real tokens. Pass attention_mask (the tokenizer returns it)."
+            )
+        if mask is not None and ids is not None and mask.shape != ids.shape:
+            raise ValueError(f"attention_mask shape {tuple(mask.shape)} != input_ids shape {tuple(ids.shape)}")
+
+
+def _required(out: object, name: str) -> tuple[torch.Tensor, ...]:
+    value = getattr(out, name, None)
+    if value is None:
+        raise ValueError(
+            f"the backbone output has no {name!r}; it does not support output_hidden_states. "
+            "Name the layers to tap with UniPTConfig(taps=[...])"
+        )
+    return value
+
+
+def discover_widths(tapper: BackboneTapper, example_inputs: dict[str, torch.Tensor] | None) -> Taps:
+    """Run the backbone once on ``example_inputs`` (or a probe batch) to learn the tap shapes."""
+    inputs = example_inputs or probe_inputs(tapper.backbone, tapper.config.probe_size)
+    return tapper(inputs)

@@ -1,0 +1,124 @@
+"""The task interface (head + loss + metric) and the task registry.
+
+A task turns the adapted feature streams of one or more towers into a loss for training, into
+per-sample tensors for evaluation, and those tensors (gathered over a whole eval set) into
+metrics. Tasks never import a backbone: their only input is :class:`~unipt.outputs.AdaptedOutput`.
+
+The trainer's contract with a task::
+
+    out = task(features, batch)            # training: out["loss"] is a scalar
+    part = task.predict(features, batch)   # eval: dict of per-sample tensors, first dim = batch
+    gathered = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    scores = task.metrics(gathered)        # dict of floats; scores[task.primary_metric] is maximised
+    task.on_epoch_start(epoch)             # lets a task change its loss per epoch (VSE++ hardest negatives)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from unipt.outputs import AdaptedOutput
+
+
+class Task(nn.Module):
+    """Base class of every task head.
+
+    Subclasses set :attr:`name`, :attr:`towers` and :attr:`primary_metric` (class or instance
+    attributes) and implement :meth:`forward`, :meth:`predict` and :meth:`metrics`.
+
+    Attributes:
+        name: registry name of the task, e.g. ``"retrieval"``.
+        towers: the feature streams the task reads from ``features``, e.g. ``("image", "text")``.
+        primary_metric: key of :meth:`metrics` used for best-checkpoint selection (higher is better).
+    """
+
+    name: str = "task"
+    towers: tuple[str, ...] = ()
+    primary_metric: str = ""
+
+    def forward(self, features: dict[str, AdaptedOutput], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Training step: returns at least ``"loss"`` (a scalar) plus task-specific tensors."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, features: dict[str, AdaptedOutput], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Per-sample tensors (first dim = batch) to concatenate over an eval set."""
+        raise NotImplementedError
+
+    def metrics(self, gathered: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Metrics over a whole eval set from the concatenated outputs of :meth:`predict`."""
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook the trainer calls at the start of every epoch (0-based); no-op by default."""
+
+    def stream(self, features: dict[str, AdaptedOutput], tower: str) -> AdaptedOutput:
+        """Return ``features[tower]`` with an error that names what is available when it is missing."""
+        try:
+            return features[tower]
+        except KeyError:
+            raise KeyError(
+                f"task {self.name!r} needs the feature stream {tower!r}; got {sorted(features)}"
+            ) from None
+
+    def require(self, batch: dict[str, Any], key: str) -> Any:
+        """Return ``batch[key]`` with an error that names the task when it is missing."""
+        try:
+            return batch[key]
+        except KeyError:
+            raise KeyError(f"task {self.name!r} needs batch[{key!r}]; batch has {sorted(batch)}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry. Built-in tasks are named by "module:Class" strings and imported lazily, so importing
+# unipt.tasks stays cheap and no task module has to import every other one. The dict after the
+# class name holds default options (how "gqa" is the VQA head in GQA mode without a second class).
+
+_BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
+    "retrieval": ("unipt.tasks.retrieval:ImageTextRetrieval", {}),
+    "video_retrieval": ("unipt.tasks.video_retrieval:VideoTextRetrieval", {}),
+    "vqa": ("unipt.tasks.vqa:AnswerPrediction", {"mode": "vqa"}),
+    "gqa": ("unipt.tasks.vqa:AnswerPrediction", {"mode": "gqa"}),
+    "grounding": ("unipt.tasks.grounding:Grounding", {}),
+    "classification": ("unipt.tasks.classification:Classification", {}),
+}
+_CUSTOM: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str, factory: Callable[..., Task]) -> None:
+    """Make ``build_task(name, ...)`` call ``factory(...)``; refuses to shadow an existing name."""
+    if name in _BUILTIN or name in _CUSTOM:
+        raise ValueError(f"task {name!r} is already registered")
+    _CUSTOM[name] = factory
+
+
+def list_tasks() -> list[str]:
+    """Names accepted by :func:`build_task`, sorted."""
+    return sorted({*_BUILTIN, *_CUSTOM})
+
+
+def build_task(name: str, **options: Any) -> Task:
+    """Build the task registered as ``name`` with constructor ``options``.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the known ones).
+        TypeError: an option the task's constructor does not take (the message names the task).
+    """
+    if name in _CUSTOM:
+        factory: Callable[..., Task] = _CUSTOM[name]
+        defaults: dict[str, Any] = {}
+    elif name in _BUILTIN:
+        target, defaults = _BUILTIN[name]
+        module_name, class_name = target.split(":")
+        factory = getattr(importlib.import_module(module_name), class_name)
+    else:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
+    try:
+        return factory(**{**defaults, **options})
+    except TypeError as err:
+        raise TypeError(f"cannot build task {name!r} with options {sorted(options)}: {err}") from err
