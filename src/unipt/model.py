@@ -66,10 +66,10 @@ class UniPTModel(nn.Module):
         return self.side(taps.hidden, taps.mask, taps.final, taps.class_index)
 
     def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> AdaptedOutput:
-        if args:  # plain CNNs are called positionally
-            if len(args) != 1:
+        if args:  # model(images) for plain CNNs, like the backbone itself
+            if len(args) != 1 or inputs:
                 raise TypeError("pass the backbone's inputs as keywords, or one positional image tensor")
-            inputs = {"__positional__": args[0], **inputs}
+            inputs = {"pixel_values": args[0]}
         return self.adapt(self.tap(**inputs))
 
     # ------------------------------------------------------------------------------- parameters

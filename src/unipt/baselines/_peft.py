@@ -61,7 +61,9 @@ class PeftMethod(AdaptedMethod):
 
     def adapted_modules(self, marker: str) -> list[str]:
         """Names of backbone submodules that received an adapter (their children include ``marker``)."""
-        names = {n.split(f".{marker}", 1)[0] for n, _ in self.backbone.named_parameters() if f".{marker}" in n}
+        names = {
+            n.split(f".{marker}", 1)[0] for n, _ in self.backbone.named_parameters() if f".{marker}" in n
+        }
         return sorted(names)
 
     def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:

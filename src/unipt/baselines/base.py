@@ -90,8 +90,10 @@ class AdaptedMethod(nn.Module):
         """PEFT-style one-line summary."""
         trainable, total = self.trainable_parameters()
         share = 100.0 * trainable / max(total, 1)
-        print(f"[{self.name}] {self.variant}: trainable params: {trainable:,} || all params: {total:,} "
-              f"|| trainable%: {share:.4f}")
+        print(
+            f"[{self.name}] {self.variant}: trainable params: {trainable:,} || all params: {total:,} "
+            f"|| trainable%: {share:.4f}"
+        )
 
     def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:  # pragma: no cover
         raise NotImplementedError

@@ -39,8 +39,10 @@ class IA3(PeftMethod):
         import peft
 
         if target_modules is None and not _peft_knows(backbone):
-            raise ValueError(f"PEFT has no default IA3 targets for {type(backbone).__name__}; "
-                             "pass target_modules and feedforward_modules")
+            raise ValueError(
+                f"PEFT has no default IA3 targets for {type(backbone).__name__}; "
+                "pass target_modules and feedforward_modules"
+            )
         config = peft.IA3Config(
             target_modules=list(target_modules) if target_modules is not None else None,
             feedforward_modules=list(feedforward_modules) if feedforward_modules is not None else None,

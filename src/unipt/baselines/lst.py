@@ -46,13 +46,18 @@ class PointwiseBlock(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """One pre-norm transformer layer of width ``d`` over ``[B, L, d]``; ``padding_mask`` ``[B, L]`` True = pad."""
+    """One pre-norm transformer layer on ``[B, L, d]``; ``padding_mask`` ``[B, L]``, True = pad."""
 
     def __init__(self, width: int, heads: int, ffn_ratio: int, dropout: float) -> None:
         super().__init__()
         self.layer = nn.TransformerEncoderLayer(
-            width, heads, dim_feedforward=ffn_ratio * width, dropout=dropout, activation="gelu",
-            batch_first=True, norm_first=True,
+            width,
+            heads,
+            dim_feedforward=ffn_ratio * width,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,11 +140,13 @@ class LadderSideTuning(AdaptedMethod):
         self.out_width = widths[-1]
         self.side_width = side = max(1, widths[-1] // reduction)
         self.gate_temperature = gate_temperature
-        heads = num_heads or _side_heads(side, getattr(getattr(backbone, "config", None),
-                                                       "num_attention_heads", 8))
+        heads = num_heads or _side_heads(
+            side, getattr(getattr(backbone, "config", None), "num_attention_heads", 8)
+        )
         self.downs = nn.ModuleList(nn.Linear(w, side) for w in widths)
         self.blocks = nn.ModuleList(
-            PointwiseBlock(side, ffn_ratio, dropout) if self.is_map
+            PointwiseBlock(side, ffn_ratio, dropout)
+            if self.is_map
             else TransformerBlock(side, heads, ffn_ratio, dropout)
             for _ in widths[1:]
         )

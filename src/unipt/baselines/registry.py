@@ -20,11 +20,11 @@ from unipt.baselines.lora import LoRA, LoRAConv
 from unipt.baselines.lst import LadderSideTuning
 
 
-def _build_unipt(backbone: nn.Module, **options: Any) -> nn.Module:
-    """UniPT itself: ``unipt.get_unipt_model(backbone, unipt.UniPTConfig(**options))``."""
+def _build_unipt(backbone: nn.Module, *, example_inputs: Any = None, **options: Any) -> nn.Module:
+    """UniPT itself: ``unipt.get_unipt_model(backbone, unipt.UniPTConfig(**options), example_inputs)``."""
     import unipt
 
-    return unipt.get_unipt_model(backbone, unipt.UniPTConfig(**options))
+    return unipt.get_unipt_model(backbone, unipt.UniPTConfig(**options), example_inputs)
 
 
 _METHODS: dict[str, Callable[..., nn.Module]] = {

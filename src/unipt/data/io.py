@@ -53,8 +53,11 @@ def read_json(path: str | PathLike[str], what: str, expected: str, hint: str | N
             return json.load(fh)
     except json.JSONDecodeError as exc:
         raise DataFormatError(
-            p, record=f"line {exc.lineno} column {exc.colno}", problem=f"invalid JSON ({exc.msg})",
-            expected=expected, hint=hint or "check the file is complete and valid JSON",
+            p,
+            record=f"line {exc.lineno} column {exc.colno}",
+            problem=f"invalid JSON ({exc.msg})",
+            expected=expected,
+            hint=hint or "check the file is complete and valid JSON",
         ) from exc
     except UnicodeDecodeError as exc:
         raise DataFormatError(p, problem="not UTF-8 text", expected=expected, hint=hint) from exc
@@ -71,12 +74,18 @@ def read_jsonl(path: str | PathLike[str], what: str, expected: str) -> Iterator[
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(
-                    p, record=f"line {lineno}", problem=f"invalid JSON ({exc.msg})", expected=expected,
+                    p,
+                    record=f"line {lineno}",
+                    problem=f"invalid JSON ({exc.msg})",
+                    expected=expected,
                     hint="each line must be one complete JSON object",
                 ) from exc
             if not isinstance(obj, dict):
                 raise DataFormatError(
-                    p, record=f"line {lineno}", problem=f"got {type(obj).__name__}", expected=expected,
+                    p,
+                    record=f"line {lineno}",
+                    problem=f"got {type(obj).__name__}",
+                    expected=expected,
                     hint="each line must be a JSON object",
                 )
             yield lineno, obj
@@ -93,7 +102,10 @@ def read_csv_rows(
         for column in required:
             if column not in header:
                 raise DataFormatError(
-                    p, record="header (line 1)", field=column, problem="column missing",
+                    p,
+                    record="header (line 1)",
+                    field=column,
+                    problem="column missing",
                     expected=f"a header containing {list(required)}, found {header}",
                     hint="fix the header or pass the right column name option",
                 )
@@ -125,8 +137,12 @@ def get_field(
     """
     if not isinstance(obj, dict):
         raise DataFormatError(
-            path, record=record, field=key, problem=f"record is {type(obj).__name__}, not an object",
-            expected="a JSON object / dict", hint=hint,
+            path,
+            record=record,
+            field=key,
+            problem=f"record is {type(obj).__name__}, not an object",
+            expected="a JSON object / dict",
+            hint=hint,
         )
     if key not in obj:
         raise DataFormatError(path, record=record, field=key, problem="field missing", hint=hint)
@@ -137,7 +153,11 @@ def get_field(
         if bad_bool or not isinstance(value, kinds):
             names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
             raise DataFormatError(
-                path, record=record, field=key, problem=f"got {type(value).__name__} {value!r:.60}",
-                expected=names, hint=hint,
+                path,
+                record=record,
+                field=key,
+                problem=f"got {type(value).__name__} {value!r:.60}",
+                expected=names,
+                hint=hint,
             )
     return value

@@ -37,8 +37,13 @@ def encode_labels(
     """
     for value, loc in zip(values, where, strict=True):
         if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
-            raise DataFormatError(path, record=loc, field=field, problem=f"got {value!r:.60}",
-                                  expected="an integer or a non-empty class name")
+            raise DataFormatError(
+                path,
+                record=loc,
+                field=field,
+                problem=f"got {value!r:.60}",
+                expected="an integer or a non-empty class name",
+            )
     if label_names is not None:
         names = list(label_names)
         index = {n: i for i, n in enumerate(names)}
@@ -46,17 +51,27 @@ def encode_labels(
         for value, loc in zip(values, where, strict=True):
             if isinstance(value, int):
                 if not 0 <= value < len(names):
-                    raise DataFormatError(path, record=loc, field=field, problem=f"label {value} out of range",
-                                          expected=f"0..{len(names) - 1}")
+                    raise DataFormatError(
+                        path,
+                        record=loc,
+                        field=field,
+                        problem=f"label {value} out of range",
+                        expected=f"0..{len(names) - 1}",
+                    )
                 out.append(value)
             elif value in index:
                 out.append(index[value])
             elif _INT.fullmatch(value) and 0 <= int(value) < len(names):
                 out.append(int(value))
             else:
-                raise DataFormatError(path, record=loc, field=field, problem=f"unknown label {value!r}",
-                                      expected=f"one of {names[:10]}{'...' if len(names) > 10 else ''}",
-                                      hint="pass the full label_names list used for training")
+                raise DataFormatError(
+                    path,
+                    record=loc,
+                    field=field,
+                    problem=f"unknown label {value!r}",
+                    expected=f"one of {names[:10]}{'...' if len(names) > 10 else ''}",
+                    hint="pass the full label_names list used for training",
+                )
         return out, names
     if all(isinstance(v, int) or _INT.fullmatch(v) for v in values):
         return [int(v) for v in values], None

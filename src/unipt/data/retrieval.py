@@ -38,10 +38,13 @@ class RetrievalDataset(RecordDataset):
         self.item_to_captions: list[list[int]] = [[] for _ in self.items]
         for c_idx, i_idx in enumerate(self.caption_to_item):
             if not 0 <= i_idx < len(self.items):
-                raise IndexError(f"caption {c_idx} points to item {i_idx}, but there are {len(self.items)} items")
+                raise IndexError(
+                    f"caption {c_idx} points to item {i_idx}, but there are {len(self.items)} items"
+                )
             self.item_to_captions[i_idx].append(c_idx)
         merged = [
-            {**self.items[c["item_index"]], **c, "caption_index": k} for k, c in enumerate(self.caption_records)
+            {**self.items[c["item_index"]], **c, "caption_index": k}
+            for k, c in enumerate(self.caption_records)
         ]
         super().__init__(merged, **kwargs)
 

@@ -13,7 +13,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["resolve_sizes", "split_indices", "stratified_order"]
+__all__ = ["resolve_sizes", "select_split", "split_indices", "stratified_order"]
 
 
 def stratified_order(labels: Sequence[Hashable] | None, n: int, seed: int) -> list[int]:
@@ -116,3 +116,21 @@ def split_indices(
         out[name] = sorted(chosen)
         start += count
     return out
+
+
+def select_split(
+    n: int,
+    split: str,
+    sizes: Mapping[str, float | int | None],
+    *,
+    seed: int = 0,
+    labels: Sequence[Hashable] | None = None,
+    groups: Sequence[Hashable] | None = None,
+    limit: int | None = None,
+) -> list[int]:
+    """Record indices of one split (see :func:`split_indices`); ``"all"`` selects every record."""
+    if split == "all":
+        return split_indices(n, {"all": None}, seed=seed, labels=labels, groups=groups, limit=limit)["all"]
+    if split not in sizes:
+        raise ValueError(f"unknown split {split!r}; expected one of {[*sizes, 'all']}")
+    return split_indices(n, sizes, seed=seed, labels=labels, groups=groups, limit=limit)[split]

@@ -44,13 +44,14 @@ def probe_inputs(model: nn.Module, image_size: int = 224) -> dict[str, torch.Ten
             f"cannot build a probe input for {type(model).__name__} (main input {name!r}); "
             "pass example_inputs=... to get_unipt_model"
         )
-    return {"__positional__": torch.zeros(1, 3, image_size, image_size, device=device)}
+    return {"pixel_values": torch.zeros(1, 3, image_size, image_size, device=device)}
 
 
 def call_backbone(model: nn.Module, inputs: dict[str, torch.Tensor], **extra: object) -> object:
-    """Call ``model`` with keyword inputs, or positionally for the ``__positional__`` probe key."""
-    if "__positional__" in inputs:
-        return model(inputs["__positional__"], **extra)
+    """Call ``model`` with keyword inputs; a plain (non Hugging Face) module given only
+    ``pixel_values`` is called positionally, as torchvision / timm / EfficientNet models expect."""
+    if not is_hf_model(model) and set(inputs) == {"pixel_values"}:
+        return model(inputs["pixel_values"])
     return model(**inputs, **extra)
 
 
@@ -60,8 +61,9 @@ def find_cnn_stages(model: nn.Module, inputs: dict[str, torch.Tensor], max_stage
 
     Only modules on the main path are candidates (children of the model or of its Sequential /
     ModuleList containers), so padding or branches inside a block never count. A stage ends with the
-    last candidate to *finish* at a resolution (containers finish after their children). A module run several times is only used if that run is its last one, because a
-    forward hook keeps a module's latest output.
+    last candidate to *finish* at a resolution (containers finish after their children). A module
+    run several times is only used if that run is its last one, because a forward hook keeps a
+    module's latest output.
     """
     events: list[tuple[str, tuple[int, int]]] = []
 

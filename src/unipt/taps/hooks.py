@@ -1,13 +1,13 @@
 """Read intermediate outputs of any ``nn.Module`` with forward hooks, without an autograd graph.
 
-Layers are named by exact module names (``encoder.layer.3``), glob patterns (``encoder.layer.*``)
-or regular expressions (``re:blocks\\.\\d+$``). Unknown names fail with the closest real names.
+Layers are named by exact module names (``encoder.layer.3``), glob patterns (``encoder.layer.*``:
+``*`` stays within one dotted part, ``**`` crosses parts) or regular expressions
+(``re:blocks\\.\\d+$``). Unknown names fail with the closest real names.
 """
 
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +37,8 @@ def resolve_module_names(model: nn.Module, patterns: list[str]) -> list[str]:
             regex = re.compile(pattern[3:])
             hits = [n for n in names if regex.search(n)]
         elif any(ch in pattern for ch in "*?["):
-            hits = fnmatch.filter(names, pattern)
+            regex = glob_to_regex(pattern)
+            hits = [n for n in names if regex.fullmatch(n)]
         else:
             hits = [pattern] if pattern in names else []
         if not hits:
@@ -49,6 +50,25 @@ def resolve_module_names(model: nn.Module, patterns: list[str]) -> list[str]:
             )
         resolved.extend(h for h in hits if h not in resolved)
     return resolved
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """Module-name glob: ``*`` stays inside one dotted part, ``**`` crosses parts, ``?`` one char."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^.]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^.]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 def first_tensor(output: object) -> torch.Tensor:

@@ -87,7 +87,7 @@ class Classification(Task):
 
     def logits(self, features: dict[str, AdaptedOutput]) -> torch.Tensor:
         """``[B, C]`` class logits."""
-        return self.head(pooled_vector(self.stream(features, self.towers[0]), self.pooling))  # type: ignore[arg-type]
+        return self.head(pooled_vector(self.stream(features, self.towers[0]), self.pooling))
 
     def forward(self, features: dict[str, AdaptedOutput], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Returns ``loss`` and ``logits`` ``[B, C]``."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from unipt.outputs import AdaptedOutput, masked_mean
 
-PoolMode = Literal["auto", "pooled", "first", "mean"]
 POOL_MODES: tuple[str, ...] = ("auto", "pooled", "first", "mean")
 
 
@@ -20,7 +17,7 @@ def token_mask(out: AdaptedOutput) -> torch.Tensor:
     return out.attention_mask.to(device=x.device).bool()
 
 
-def pooled_vector(out: AdaptedOutput, mode: PoolMode = "auto") -> torch.Tensor:
+def pooled_vector(out: AdaptedOutput, mode: str = "auto") -> torch.Tensor:
     """One ``[B, D]`` vector per sample.
 
     Args:

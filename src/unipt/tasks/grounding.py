@@ -106,9 +106,15 @@ class Grounding(Task):
         """``[B, Q, D]`` -> (score logits ``[B, Q]``, ``cxcywh`` boxes in [0, 1] ``[B, Q, 4]``)."""
         return self.score_head(hidden).squeeze(-1), self.box_head(hidden).sigmoid()
 
-    def layer_losses(self, hidden: torch.Tensor, targets: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Unweighted ``score`` / ``bbox`` / ``giou`` losses of one decoder layer ``[B, Q, D]``."""
-        scores, boxes = self.heads(hidden)
+    def layer_losses(
+        self, scores: torch.Tensor, boxes: torch.Tensor, targets: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Unweighted ``score`` / ``bbox`` / ``giou`` losses of one decoder layer's predictions.
+
+        Args:
+            scores: ``[B, Q]`` logits; boxes: ``[B, Q, 4]`` ``cxcywh`` (from :meth:`heads`).
+            targets: B tensors ``[T_b, 4]`` of ``cxcywh`` target boxes.
+        """
         matches = match_queries(scores, boxes, targets, self.match_costs)
         sample_idx = torch.cat([torch.full_like(q, b) for b, (q, _) in enumerate(matches)])
         query_idx = torch.cat([q for q, _ in matches])
@@ -137,10 +143,10 @@ class Grounding(Task):
         if self.aux_loss and out.aux_hidden_states is not None:
             layers = [*out.aux_hidden_states, hidden]
         total = hidden.new_zeros(())
-        for layer in layers:
-            parts = self.layer_losses(layer, targets)
+        for layer in layers:  # the final layer comes last, so `parts`, `scores`, `boxes` are its own
+            scores, boxes = self.heads(layer)
+            parts = self.layer_losses(scores, boxes, targets)
             total = total + sum(self.weights[k] * v for k, v in parts.items())
-        scores, boxes = self.heads(hidden)
         return {
             "loss": total,
             **{f"loss_{k}": v.detach() for k, v in parts.items()},

@@ -131,7 +131,7 @@ class ImageTextRetrieval(Task):
                 mask = random_token_drop(mask, self.image_token_drop)
             pooled = self.poolers[tower](proj(out.last_hidden_state), mask)
         else:
-            pooled = proj(pooled_vector(out, self.pooling))  # type: ignore[arg-type]
+            pooled = proj(pooled_vector(out, self.pooling))
         return F.normalize(pooled, dim=-1)
 
     def _embed_both(self, features: dict[str, AdaptedOutput]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -81,7 +81,7 @@ class AnswerPrediction(Task):
 
     def logits(self, features: dict[str, AdaptedOutput]) -> torch.Tensor:
         """``[B, A]`` answer logits."""
-        return self.head(pooled_vector(self.stream(features, self.towers[0]), self.pooling))  # type: ignore[arg-type]
+        return self.head(pooled_vector(self.stream(features, self.towers[0]), self.pooling))
 
     def targets(self, batch: dict[str, Any], like: torch.Tensor) -> torch.Tensor:
         """``[B, A]`` soft targets: ``answer_scores`` if present, else the one-hot of ``label``."""

@@ -66,6 +66,11 @@ class AnswerVocab:
         data: Any = read_json(path, "answer vocabulary JSON", '{"answers": ["yes", "no", ...]}')
         answers = data.get("answers") if isinstance(data, dict) else None
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-            raise DataFormatError(path, record="top level", field="answers", expected="a list of strings",
-                                  hint="create the file with AnswerVocab.save")
+            raise DataFormatError(
+                path,
+                record="top level",
+                field="answers",
+                expected="a list of strings",
+                hint="create the file with AnswerVocab.save",
+            )
         return cls(answers)

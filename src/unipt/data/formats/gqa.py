@@ -64,8 +64,12 @@ def load_gqa(
 
     data = read_json(q_path, "GQA questions JSON", '{"<question_id>": {"imageId", "question", "answer"}}')
     if not isinstance(data, dict):
-        raise DataFormatError(q_path, record="top level", problem=f"got {type(data).__name__}",
-                              expected="an object keyed by question id")
+        raise DataFormatError(
+            q_path,
+            record="top level",
+            problem=f"got {type(data).__name__}",
+            expected="an object keyed by question id",
+        )
     records = []
     for qid, q in data.items():
         where = f"question {qid!r}"
@@ -84,5 +88,11 @@ def load_gqa(
             if vocab is not None:
                 rec["target"] = vocab.encode(rec["answers"])
         records.append(rec)
-    return RecordDataset(records, transform=transform, load_images=load_images, name="gqa", split=split,
-                         meta={"source": str(q_path), "answer_vocab": vocab})
+    return RecordDataset(
+        records,
+        transform=transform,
+        load_images=load_images,
+        name="gqa",
+        split=split,
+        meta={"source": str(q_path), "answer_vocab": vocab},
+    )

@@ -66,7 +66,10 @@ def load_karpathy(
         image_split = get_field(image, "split", path, where, str)
         if image_split not in KARPATHY_SPLITS:
             raise DataFormatError(
-                path, record=where, field="split", problem=f"unknown split {image_split!r}",
+                path,
+                record=where,
+                field="split",
+                problem=f"unknown split {image_split!r}",
                 expected=f"one of {KARPATHY_SPLITS}",
             )
         filename = get_field(image, "filename", path, where, str)
@@ -77,8 +80,12 @@ def load_karpathy(
         image_id = image.get("imgid", image.get("cocoid", i))
         item_index = len(items)
         items.append(
-            {"image_path": str(root / subdir / filename), "image_id": image_id, "filename": filename,
-             "split": image_split}
+            {
+                "image_path": str(root / subdir / filename),
+                "image_id": image_id,
+                "filename": filename,
+                "split": image_split,
+            }
         )
         if max_captions_per_image is not None and len(sentences) > max_captions_per_image:
             truncated += len(sentences) - max_captions_per_image
@@ -89,9 +96,19 @@ def load_karpathy(
                 {"text": raw.strip(), "item_index": item_index, "sentence_id": sentence.get("sentid", j)}
             )
     if truncated:
-        log.info("%s [%s]: dropped %d captions beyond max_captions_per_image=%d",
-                 path, split, truncated, max_captions_per_image)
+        log.info(
+            "%s [%s]: dropped %d captions beyond max_captions_per_image=%d",
+            path,
+            split,
+            truncated,
+            max_captions_per_image,
+        )
     return RetrievalDataset(
-        items, captions, transform=transform, load_images=load_images, name="karpathy", split=split,
+        items,
+        captions,
+        transform=transform,
+        load_images=load_images,
+        name="karpathy",
+        split=split,
         meta={"source": str(path), "dropped_captions": truncated},
     )

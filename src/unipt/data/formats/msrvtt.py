@@ -84,26 +84,34 @@ def load_msrvtt(
         return (base / name if base is not None else None), False
 
     json_path, _ = default(data_json, "MSRVTT_data.json")
-    csv_path, explicit = default(test_csv if split == "test" else train_csv,
-                                 "MSRVTT_JSFUSION_test.csv" if split == "test" else "MSRVTT_train.9k.csv")
+    csv_path, explicit = default(
+        test_csv if split == "test" else train_csv,
+        "MSRVTT_JSFUSION_test.csv" if split == "test" else "MSRVTT_train.9k.csv",
+    )
     use_csv = split != "val" and csv_path is not None and (explicit or csv_path.is_file())
 
     # video_id -> list of (caption, sentence_id)
     pairs: dict[str, list[tuple[str, Any]]] = {}
     if split == "test" and use_csv:
         assert csv_path is not None
-        for line, row in read_csv_rows(csv_path, "MSR-VTT test CSV (MSRVTT_JSFUSION_test.csv)",
-                                       ["video_id", "sentence"]):
+        for line, row in read_csv_rows(
+            csv_path, "MSR-VTT test CSV (MSRVTT_JSFUSION_test.csv)", ["video_id", "sentence"]
+        ):
             pairs.setdefault(row["video_id"], []).append((row["sentence"].strip(), row.get("key") or line))
     else:
         if json_path is None:
-            raise DataFileNotFoundError("MSRVTT_data.json", "MSR-VTT annotation JSON",
-                                        "pass root= or data_json=")
+            raise DataFileNotFoundError(
+                "MSRVTT_data.json", "MSR-VTT annotation JSON", "pass root= or data_json="
+            )
         data, by_video = _read_sentences(json_path)
         if use_csv:
             assert csv_path is not None
-            video_ids = [row["video_id"] for _, row in
-                         read_csv_rows(csv_path, "MSR-VTT training CSV (MSRVTT_train.9k.csv)", ["video_id"])]
+            video_ids = [
+                row["video_id"]
+                for _, row in read_csv_rows(
+                    csv_path, "MSR-VTT training CSV (MSRVTT_train.9k.csv)", ["video_id"]
+                )
+            ]
         else:
             video_ids = _json_split_videos(data, json_path, _JSON_SPLIT[split])
         for vid in video_ids:
@@ -118,6 +126,11 @@ def load_msrvtt(
     if frames_root is not None:
         attach_frames(items, frames_root, max_frames)
     return RetrievalDataset(
-        items, captions, transform=transform, load_images=load_images, name="msrvtt", split=split,
+        items,
+        captions,
+        transform=transform,
+        load_images=load_images,
+        name="msrvtt",
+        split=split,
         meta={"source": str(csv_path if use_csv else json_path), "max_frames": max_frames},
     )

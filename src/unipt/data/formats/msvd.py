@@ -36,12 +36,20 @@ def read_msvd_captions(path: str | PathLike[str]) -> dict[str, list[str]]:
     if p.suffix in (".pkl", ".pickle", ".p"):
         data = safe_load_pickle(p, "MSVD caption pickle (raw-captions.pkl)")
         if not isinstance(data, dict):
-            raise DataFormatError(p, record="top level", problem=f"got {type(data).__name__}",
-                                  expected="a dict {video_id: [[token, ...], ...]}")
+            raise DataFormatError(
+                p,
+                record="top level",
+                problem=f"got {type(data).__name__}",
+                expected="a dict {video_id: [[token, ...], ...]}",
+            )
         for vid, caps in data.items():
             if not isinstance(caps, list):
-                raise DataFormatError(p, record=f"video {vid!r}", problem=f"got {type(caps).__name__}",
-                                      expected="a list of captions (token lists or strings)")
+                raise DataFormatError(
+                    p,
+                    record=f"video {vid!r}",
+                    problem=f"got {type(caps).__name__}",
+                    expected="a list of captions (token lists or strings)",
+                )
             texts = []
             for j, cap in enumerate(caps):
                 if isinstance(cap, str):
@@ -49,15 +57,25 @@ def read_msvd_captions(path: str | PathLike[str]) -> dict[str, list[str]]:
                 elif isinstance(cap, list) and all(isinstance(t, str) for t in cap):
                     texts.append(" ".join(cap))
                 else:
-                    raise DataFormatError(p, record=f"video {vid!r} caption {j}", problem=repr(cap)[:60],
-                                          expected="a list of token strings or a string")
+                    raise DataFormatError(
+                        p,
+                        record=f"video {vid!r} caption {j}",
+                        problem=repr(cap)[:60],
+                        expected="a list of token strings or a string",
+                    )
             out[str(vid)] = texts
         return out
     for lineno, line in read_text_lines(p, "MSVD caption file (AllVideoDescriptions.txt)"):
         parts = line.split(maxsplit=1)
         if len(parts) != 2:
-            raise DataFormatError(p, record=f"line {lineno}", field="caption", problem="no caption after the id",
-                                  expected="'<video_id> <caption>'", hint="remove or complete the line")
+            raise DataFormatError(
+                p,
+                record=f"line {lineno}",
+                field="caption",
+                problem="no caption after the id",
+                expected="'<video_id> <caption>'",
+                hint="remove or complete the line",
+            )
         out.setdefault(parts[0], []).append(parts[1].strip())
     return out
 
@@ -92,8 +110,11 @@ def load_msvd(
             raise ValueError("load_msvd needs root= or captions=")
         found = [base / n for n in _CAPTION_FILES if (base / n).is_file()]
         if not found:
-            raise DataFileNotFoundError(base / _CAPTION_FILES[0], "MSVD caption file",
-                                        f"put one of {_CAPTION_FILES} in root or pass captions=")
+            raise DataFileNotFoundError(
+                base / _CAPTION_FILES[0],
+                "MSVD caption file",
+                f"put one of {_CAPTION_FILES} in root or pass captions=",
+            )
         captions = found[0]
     if split_list is None:
         if base is None:
@@ -106,8 +127,13 @@ def load_msvd(
     caption_records: list[dict[str, Any]] = []
     without = [vid for vid in video_ids if not by_video.get(vid)]
     if without:
-        log.warning("MSVD %s: %d listed videos have no caption in %s (first: %s); kept without captions",
-                    split, len(without), captions, without[0])
+        log.warning(
+            "MSVD %s: %d listed videos have no caption in %s (first: %s); kept without captions",
+            split,
+            len(without),
+            captions,
+            without[0],
+        )
     for vid in video_ids:
         for j, text in enumerate(by_video.get(vid, [])):
             caption_records.append({"text": text, "item_index": len(items), "sentence_id": j})
@@ -115,6 +141,11 @@ def load_msvd(
     if frames_root is not None:
         attach_frames(items, frames_root, max_frames)
     return RetrievalDataset(
-        items, caption_records, transform=transform, load_images=load_images, name="msvd", split=split,
+        items,
+        caption_records,
+        transform=transform,
+        load_images=load_images,
+        name="msvd",
+        split=split,
         meta={"source": str(captions), "videos_without_captions": len(without), "max_frames": max_frames},
     )

@@ -33,22 +33,37 @@ _BOX_HINT = "COCO boxes are [x, y, width, height] in pixels"
 def _box(obj: dict[str, Any], path: Path, where: str) -> list[float]:
     box = get_field(obj, "bbox", path, where, list, _BOX_HINT)
     if len(box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
-        raise DataFormatError(path, record=where, field="bbox", problem=f"got {box!r:.60}",
-                              expected="4 numbers [x, y, w, h]", hint=_BOX_HINT)
+        raise DataFormatError(
+            path,
+            record=where,
+            field="bbox",
+            problem=f"got {box!r:.60}",
+            expected="4 numbers [x, y, w, h]",
+            hint=_BOX_HINT,
+        )
     return [float(v) for v in box]
 
 
-def _read_refer(split: str, refs_path: Path, instances_path: Path, image_root: Path,
-                text_field: str) -> tuple[list[dict[str, Any]], set[str]]:
+def _read_refer(
+    split: str, refs_path: Path, instances_path: Path, image_root: Path, text_field: str
+) -> tuple[list[dict[str, Any]], set[str]]:
     refs = safe_load_pickle(refs_path, "REFER refs pickle (refs(unc).p)")
     if not isinstance(refs, list):
-        raise DataFormatError(refs_path, record="top level", problem=f"got {type(refs).__name__}",
-                              expected="a list of ref dicts")
+        raise DataFormatError(
+            refs_path,
+            record="top level",
+            problem=f"got {type(refs).__name__}",
+            expected="a list of ref dicts",
+        )
     coco = read_json(instances_path, "COCO instances JSON (instances.json)", '{"images", "annotations"}')
-    images = {get_field(im, "id", instances_path, f"images[{i}]", int): im
-              for i, im in enumerate(get_field(coco, "images", instances_path, "top level", list))}
-    anns = {get_field(a, "id", instances_path, f"annotations[{i}]", int): (i, a)
-            for i, a in enumerate(get_field(coco, "annotations", instances_path, "top level", list))}
+    images = {
+        get_field(im, "id", instances_path, f"images[{i}]", int): im
+        for i, im in enumerate(get_field(coco, "images", instances_path, "top level", list))
+    }
+    anns = {
+        get_field(a, "id", instances_path, f"annotations[{i}]", int): (i, a)
+        for i, a in enumerate(get_field(coco, "annotations", instances_path, "top level", list))
+    }
     records: list[dict[str, Any]] = []
     seen_splits: set[str] = set()
     for i, ref in enumerate(refs):
@@ -60,12 +75,20 @@ def _read_refer(split: str, refs_path: Path, instances_path: Path, image_root: P
         ann_id = get_field(ref, "ann_id", refs_path, where, int)
         image_id = get_field(ref, "image_id", refs_path, where, int)
         if ann_id not in anns:
-            raise DataFormatError(instances_path, record=f"annotation id {ann_id} (from {refs_path.name} {where})",
-                                  field="annotations", problem="not found",
-                                  hint="use the instances.json shipped with the same REFER dataset")
+            raise DataFormatError(
+                instances_path,
+                record=f"annotation id {ann_id} (from {refs_path.name} {where})",
+                field="annotations",
+                problem="not found",
+                hint="use the instances.json shipped with the same REFER dataset",
+            )
         if image_id not in images:
-            raise DataFormatError(instances_path, record=f"image id {image_id} (from {refs_path.name} {where})",
-                                  field="images", problem="not found")
+            raise DataFormatError(
+                instances_path,
+                record=f"image id {image_id} (from {refs_path.name} {where})",
+                field="images",
+                problem="not found",
+            )
         ann_idx, ann = anns[ann_id]
         image = images[image_id]
         file_name = get_field(image, "file_name", instances_path, f"image id {image_id}", str)
@@ -75,18 +98,30 @@ def _read_refer(split: str, refs_path: Path, instances_path: Path, image_root: P
             text = sent.get(text_field) if isinstance(sent, dict) else None
             if not isinstance(text, str):
                 text = get_field(sent, "raw", refs_path, s_where, str, f"needs {text_field!r} or 'raw'")
-            records.append({
-                "image_path": str(image_root / file_name), "text": text.strip(), "box": box,
-                "split": ref_split, "image_id": image_id, "ref_id": ref.get("ref_id"), "ann_id": ann_id,
-                "sent_id": sent.get("sent_id", j), "category_id": ann.get("category_id"),
-                "width": image.get("width"), "height": image.get("height"),
-            })
+            records.append(
+                {
+                    "image_path": str(image_root / file_name),
+                    "text": text.strip(),
+                    "box": box,
+                    "split": ref_split,
+                    "image_id": image_id,
+                    "ref_id": ref.get("ref_id"),
+                    "ann_id": ann_id,
+                    "sent_id": sent.get("sent_id", j),
+                    "category_id": ann.get("category_id"),
+                    "width": image.get("width"),
+                    "height": image.get("height"),
+                }
+            )
     return records, seen_splits
 
 
 def _read_mdetr(split: str, path: Path, image_root: Path) -> list[dict[str, Any]]:
-    data = read_json(path, f"MDETR referring-expression JSON (finetune_*_{split}.json)",
-                     '{"images": [{"id", "file_name", "caption"}], "annotations": [{"image_id", "bbox"}]}')
+    data = read_json(
+        path,
+        f"MDETR referring-expression JSON (finetune_*_{split}.json)",
+        '{"images": [{"id", "file_name", "caption"}], "annotations": [{"image_id", "bbox"}]}',
+    )
     boxes: dict[int, list[list[float]]] = {}
     for i, a in enumerate(get_field(data, "annotations", path, "top level", list)):
         image_id = get_field(a, "image_id", path, f"annotations[{i}]", int)
@@ -96,15 +131,25 @@ def _read_mdetr(split: str, path: Path, image_root: Path) -> list[dict[str, Any]
         where = f"images[{i}]"
         entry_id = get_field(im, "id", path, where, int)
         if entry_id not in boxes:
-            raise DataFormatError(path, record=f"{where} (id {entry_id})", field="annotations",
-                                  problem="no box annotation for this expression")
-        records.append({
-            "image_path": str(image_root / get_field(im, "file_name", path, where, str)),
-            "text": get_field(im, "caption", path, where, str).strip(),
-            "box": boxes[entry_id][0], "boxes": boxes[entry_id], "split": split,
-            "image_id": im.get("original_img_id", entry_id), "expression_id": entry_id,
-            "width": im.get("width"), "height": im.get("height"),
-        })
+            raise DataFormatError(
+                path,
+                record=f"{where} (id {entry_id})",
+                field="annotations",
+                problem="no box annotation for this expression",
+            )
+        records.append(
+            {
+                "image_path": str(image_root / get_field(im, "file_name", path, where, str)),
+                "text": get_field(im, "caption", path, where, str).strip(),
+                "box": boxes[entry_id][0],
+                "boxes": boxes[entry_id],
+                "split": split,
+                "image_id": im.get("original_img_id", entry_id),
+                "expression_id": entry_id,
+                "width": im.get("width"),
+                "height": im.get("height"),
+            }
+        )
     return records
 
 
@@ -157,12 +202,19 @@ def load_refcoco(
         if refs_path is None:
             raise ValueError("load_refcoco needs root=, refs= or mdetr_json=")
         if not refs_path.is_file():
-            raise DataFileNotFoundError(refs_path, f"REFER refs pickle for {dataset}",
-                                        "download the REFER data or pass mdetr_json=")
+            raise DataFileNotFoundError(
+                refs_path, f"REFER refs pickle for {dataset}", "download the REFER data or pass mdetr_json="
+            )
         inst_path = Path(instances) if instances is not None else refs_path.parent / "instances.json"
         records, seen = _read_refer(split, refs_path, inst_path, img_root, text_field)
         source = refs_path
         if not records:
             raise ValueError(f"{refs_path}: no refs with split {split!r}; the file has {sorted(seen)}")
-    return RecordDataset(records, transform=transform, load_images=load_images, name=dataset, split=split,
-                         meta={"source": str(source)})
+    return RecordDataset(
+        records,
+        transform=transform,
+        load_images=load_images,
+        name=dataset,
+        split=split,
+        meta={"source": str(source)},
+    )

@@ -20,8 +20,20 @@ __all__ = ["ALLOWED_GLOBALS", "safe_load_pickle"]
 # Plain data types only; protocol 2 pickles refer to some of them by name (``__builtin__`` -> ``builtins``).
 ALLOWED_GLOBALS = frozenset(
     ("builtins", name)
-    for name in ("set", "frozenset", "list", "dict", "tuple", "str", "bytes", "bytearray", "int", "float",
-                 "complex", "bool")
+    for name in (
+        "set",
+        "frozenset",
+        "list",
+        "dict",
+        "tuple",
+        "str",
+        "bytes",
+        "bytearray",
+        "int",
+        "float",
+        "complex",
+        "bool",
+    )
 )
 
 
@@ -34,14 +46,20 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise UnsafePickleError(
-            self._path, record=f"global {module}.{name}", problem="refused by the restricted unpickler",
+            self._path,
+            record=f"global {module}.{name}",
+            problem="refused by the restricted unpickler",
             expected="only built-in containers and primitives (dict, list, str, int, float, ...)",
             hint="annotation pickles never need other objects; re-export the file as plain data",
         )
 
     def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(self._path, record=f"persistent id {pid!r}", problem="refused",
-                                expected="plain data without persistent ids")
+        raise UnsafePickleError(
+            self._path,
+            record=f"persistent id {pid!r}",
+            problem="refused",
+            expected="plain data without persistent ids",
+        )
 
 
 def _decode(value: Any) -> Any:
@@ -77,6 +95,9 @@ def safe_load_pickle(path: str | PathLike[str], what: str = "annotation pickle")
         except DataFormatError:
             raise
         except Exception as exc:  # any corruption: EOFError, UnpicklingError, ValueError, ...
-            raise DataFormatError(p, problem=f"unreadable pickle ({type(exc).__name__}: {exc})",
-                                  expected="a Python pickle of plain data") from exc
+            raise DataFormatError(
+                p,
+                problem=f"unreadable pickle ({type(exc).__name__}: {exc})",
+                expected="a Python pickle of plain data",
+            ) from exc
     return _decode(obj)

@@ -47,9 +47,7 @@ def sample_frames(frames: list[str], max_frames: int) -> tuple[list[str], list[i
     return chosen, mask
 
 
-def attach_frames(
-    items: Iterable[dict[str, Any]], frames_root: str | PathLike[str], max_frames: int
-) -> None:
+def attach_frames(items: Iterable[dict[str, Any]], frames_root: str | PathLike[str], max_frames: int) -> None:
     """Add ``frames``, ``frame_mask`` and ``num_frames`` to every item (keyed by ``video_id``) in place.
 
     Raises DataFileNotFoundError naming the first video whose frame folder is missing or empty and how
@@ -71,6 +69,7 @@ def attach_frames(
         item["num_frames"] = len(frames)
     if missing:
         raise DataFileNotFoundError(
-            missing[0], f"frame folder (with .jpg/.png frames) of {len(missing)} video(s), first",
+            missing[0],
+            f"frame folder (with .jpg/.png frames) of {len(missing)} video(s), first",
             "extract the frames of every listed video, or fix frames_root",
         )

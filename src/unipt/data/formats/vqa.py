@@ -98,12 +98,18 @@ def load_vqa(
         image_id = get_field(q, "image_id", q_path, where, int)
         text = get_field(q, "question", q_path, where, str)
         name = image_pattern.format(subtype=image_subtype, split=split, image_id=image_id)
-        rec: dict[str, Any] = {"question_id": qid, "image_id": image_id, "image_path": str(img_root / name),
-                               "text": text}
+        rec: dict[str, Any] = {
+            "question_id": qid,
+            "image_id": image_id,
+            "image_path": str(img_root / name),
+            "text": text,
+        }
         if by_qid is not None:
             if qid not in by_qid:
                 raise DataFormatError(
-                    ann_path or "", record=f"question_id {qid}", field="annotations",
+                    ann_path or "",
+                    record=f"question_id {qid}",
+                    field="annotations",
                     problem=f"no annotation for this question (from {q_path.name} {where})",
                     hint="questions and annotations files must come from the same split",
                 )
@@ -112,7 +118,14 @@ def load_vqa(
                 rec["target"] = vocab.encode(rec["answers"])
         records.append(rec)
     return RecordDataset(
-        records, transform=transform, load_images=load_images, name="vqa", split=split,
-        meta={"source": str(q_path), "annotations": str(ann_path) if ann_path else None,
-              "answer_vocab": vocab},
+        records,
+        transform=transform,
+        load_images=load_images,
+        name="vqa",
+        split=split,
+        meta={
+            "source": str(q_path),
+            "annotations": str(ann_path) if ann_path else None,
+            "answer_vocab": vocab,
+        },
     )

@@ -14,21 +14,64 @@ from collections.abc import Iterable
 
 __all__ = ["normalize_answer", "soft_scores"]
 
-_PUNCT = ";/[]\"{}()=+\\_-><@`,?!"
+_PUNCT = ';/[]"{}()=+\\_-><@`,?!'
 _COMMA_BETWEEN_DIGITS = re.compile(r"\d,\d")
 _PERIOD = re.compile(r"\.(?!\d)")
 _NUMBERS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 _ARTICLES = frozenset({"a", "an", "the"})
 _CONTRACTIONS = {
     w.replace("'", ""): w
     for w in (
-        "ain't", "aren't", "can't", "couldn't", "didn't", "doesn't", "don't", "hadn't", "hasn't", "haven't",
-        "isn't", "wasn't", "weren't", "won't", "wouldn't", "shouldn't", "mightn't", "mustn't", "i'm", "i've",
-        "you're", "you've", "they're", "they've", "we're", "we've", "what's", "that's", "there's", "who's",
-        "where's", "how's", "he's", "she's", "let's", "y'all", "o'clock",
+        "ain't",
+        "aren't",
+        "can't",
+        "couldn't",
+        "didn't",
+        "doesn't",
+        "don't",
+        "hadn't",
+        "hasn't",
+        "haven't",
+        "isn't",
+        "wasn't",
+        "weren't",
+        "won't",
+        "wouldn't",
+        "shouldn't",
+        "mightn't",
+        "mustn't",
+        "i'm",
+        "i've",
+        "you're",
+        "you've",
+        "they're",
+        "they've",
+        "we're",
+        "we've",
+        "what's",
+        "that's",
+        "there's",
+        "who's",
+        "where's",
+        "how's",
+        "he's",
+        "she's",
+        "let's",
+        "y'all",
+        "o'clock",
     )
 }
 

@@ -1,0 +1,14 @@
+# The two commands of the README's quick start.
+.PHONY: demo test setup lint
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	HF_HUB_OFFLINE=1 .venv/bin/unipt demo
+
+test: setup
+	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q
+
+lint:
+	.venv/bin/ruff check src tests benchmarks

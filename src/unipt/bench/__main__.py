@@ -1,0 +1,5 @@
+"""Entry point for ``python -m unipt.bench``."""
+
+from unipt.bench.cli import main
+
+raise SystemExit(main())
