@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from conftest import HIDDEN, train_a_few_steps
 
 from unipt.baselines import BitFit, FrozenProbe, FullFineTuning, build_method
 from unipt.outputs import AdaptedOutput
+
+from .helpers import HIDDEN, TinyCNN, train_a_few_steps
 
 
 def test_frozen_has_nothing_to_train(bert, batch):
@@ -28,8 +29,6 @@ def test_frozen_backbone_stays_in_eval_mode(bert):
 
 
 def test_frozen_feature_map_becomes_grid_tokens(images):
-    from conftest import TinyCNN
-
     out = FrozenProbe(TinyCNN())(**images)
     assert out.last_hidden_state.shape == (2, 16, 32)  # 4x4 grid of 32 channels
     assert out.attention_mask is None

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 
-def _write_image(path: Path, size: tuple[int, int] = (4, 3), color: Any = (255, 0, 0), mode: str = "RGB") -> Path:
+def _write_image(
+    path: Path, size: tuple[int, int] = (4, 3), color: Any = (255, 0, 0), mode: str = "RGB"
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new(mode, size, color).save(path)
     return path

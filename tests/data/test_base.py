@@ -37,12 +37,16 @@ def test_load_rgb_errors(tmp_path: Path) -> None:
 
 def test_record_dataset_lazy_images_and_transform(tmp_path: Path, write_image: Callable[..., Path]) -> None:
     p = write_image(tmp_path / "x.jpg", (5, 4), (0, 255, 0))
-    ds = RecordDataset([{"image_path": str(p), "label": 1}], transform=lambda im: im.size, name="n", split="s")
+    ds = RecordDataset(
+        [{"image_path": str(p), "label": 1}], transform=lambda im: im.size, name="n", split="s"
+    )
     assert ds[0] == {"image_path": str(p), "label": 1, "image": (5, 4)}
     assert "image" not in ds.records[0]  # raw records stay raw
     raw = RecordDataset(ds.records, load_images=False)
     assert raw[0] == {"image_path": str(p), "label": 1}
-    assert list(raw) == [raw[0]] and len(raw) == 1 and repr(ds) == "RecordDataset(name='n', split='s', size=1)"
+    assert (
+        list(raw) == [raw[0]] and len(raw) == 1 and repr(ds) == "RecordDataset(name='n', split='s', size=1)"
+    )
 
 
 def test_retrieval_indexing() -> None:

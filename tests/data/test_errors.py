@@ -12,10 +12,19 @@ from unipt.data.io import get_field, read_csv_rows, read_json, read_jsonl, requi
 
 
 def test_data_format_error_message_names_file_record_field_and_hint() -> None:
-    err = DataFormatError("/d/x.json", record="images[3]", field="split", problem="field missing",
-                          expected="a string", hint="add it")
+    err = DataFormatError(
+        "/d/x.json",
+        record="images[3]",
+        field="split",
+        problem="field missing",
+        expected="a string",
+        hint="add it",
+    )
     assert isinstance(err, ValueError)
-    assert str(err) == "/d/x.json: record images[3]: field 'split': field missing (expected a string). Hint: add it"
+    assert (
+        str(err)
+        == "/d/x.json: record images[3]: field 'split': field missing (expected a string). Hint: add it"
+    )
     assert (err.path, err.record, err.field) == ("/d/x.json", "images[3]", "split")
 
 

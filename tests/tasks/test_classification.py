@@ -64,3 +64,8 @@ def test_loss_falls(loss_falls, options: dict) -> None:
     features = {"image": AdaptedOutput(torch.randn(8, 3, 8), pooled=torch.randn(8, 8))}
     task = build_task("classification", hidden_dim=8, num_classes=4, tower="image", **options)
     loss_falls(task, features, {"label": torch.arange(8) % 4})
+
+
+def test_unknown_pooling_is_refused_early() -> None:
+    with pytest.raises(ValueError, match="pooling mode"):
+        Classification(4, 2, pooling="max")

@@ -10,7 +10,7 @@ from torch import nn
 
 from unipt.outputs import AdaptedOutput
 from unipt.tasks.base import Task
-from unipt.tasks.features import pooled_vector
+from unipt.tasks.features import check_pool_mode, pooled_vector
 
 
 def macro_f1(pred: torch.Tensor, label: torch.Tensor, num_classes: int | None = None) -> float:
@@ -74,7 +74,7 @@ class Classification(Task):
         self.towers = (tower,)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
-        self.pooling = pooling
+        self.pooling = check_pool_mode(pooling)
         if mlp_hidden is None:
             self.head: nn.Module = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_classes))
         else:

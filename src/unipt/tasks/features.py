@@ -9,6 +9,13 @@ from unipt.outputs import AdaptedOutput, masked_mean
 POOL_MODES: tuple[str, ...] = ("auto", "pooled", "first", "mean")
 
 
+def check_pool_mode(mode: str) -> str:
+    """Return ``mode`` if it is one of :data:`POOL_MODES`, else raise a ``ValueError`` naming them."""
+    if mode not in POOL_MODES:
+        raise ValueError(f"unknown pooling mode {mode!r}; expected one of {POOL_MODES}")
+    return mode
+
+
 def token_mask(out: AdaptedOutput) -> torch.Tensor:
     """``[B, L]`` bool mask of real tokens (all true when the output has no mask)."""
     x = out.last_hidden_state
@@ -26,9 +33,7 @@ def pooled_vector(out: AdaptedOutput, mode: str = "auto") -> torch.Tensor:
             (the [CLS] position of BERT-style joint encoders); ``"mean"`` is the masked mean over
             tokens; ``"auto"`` is ``"pooled"`` when available, else ``"mean"``.
     """
-    if mode not in POOL_MODES:
-        raise ValueError(f"unknown pooling mode {mode!r}; expected one of {POOL_MODES}")
-    if mode == "auto":
+    if check_pool_mode(mode) == "auto":
         mode = "pooled" if out.pooled is not None else "mean"
     if mode == "pooled":
         if out.pooled is None:

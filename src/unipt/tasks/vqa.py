@@ -10,7 +10,7 @@ from torch import nn
 
 from unipt.outputs import AdaptedOutput
 from unipt.tasks.base import Task
-from unipt.tasks.features import pooled_vector
+from unipt.tasks.features import check_pool_mode, pooled_vector
 
 MODES = ("vqa", "gqa")
 
@@ -76,7 +76,7 @@ class AnswerPrediction(Task):
         self.towers = (tower,)
         self.num_answers = num_answers
         self.loss_scale = float(num_answers) if loss_scale is None else loss_scale
-        self.pooling = pooling
+        self.pooling = check_pool_mode(pooling)
         self.head = AnswerHead(hidden_dim, num_answers)
 
     def logits(self, features: dict[str, AdaptedOutput]) -> torch.Tensor:

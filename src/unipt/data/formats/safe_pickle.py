@@ -43,6 +43,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._path = path
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # Python 2 spelling
+            module = "builtins"
         if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise UnsafePickleError(

@@ -98,7 +98,8 @@ def load_fashion_mnist(
         val_size: fraction or count of the 60k training images held out for ``val`` (stratified, seeded).
         limit: keep at most this many records in the split (class-balanced subset).
 
-    Records: ``index`` (position in the official IDX file), ``label`` (int), ``class_name``; ``image``
+    Records: ``index`` (position in the official IDX file), ``official_split`` (``train`` / ``test``: which
+    file), ``label`` (int), ``class_name``; ``image``
     (RGB ``PIL.Image``) is added on access. ``meta["class_names"]`` lists the 10 classes.
     """
     if split not in ("train", "val", "test"):
@@ -118,8 +119,14 @@ def load_fashion_mnist(
             labels=label_list,
             limit=limit,
         )
+    official = "test" if split == "test" else "train"
     records = [
-        {"index": i, "label": label_list[i], "class_name": FASHION_MNIST_CLASSES[label_list[i]]}
+        {
+            "index": i,
+            "official_split": official,
+            "label": label_list[i],
+            "class_name": FASHION_MNIST_CLASSES[label_list[i]],
+        }
         for i in chosen
     ]
     return RecordDataset(

@@ -1,0 +1,162 @@
+"""Run configuration: typed dataclasses loaded from YAML, with ``--set key=value`` overrides.
+
+A run config names the towers (backbone + adaptation method each), the task, the data, the
+optimiser and the loop::
+
+    towers:
+      image: {backbone: efficientnet-lite0, method: unipt, options: {preset: vse_cnn}}
+      text:  {backbone: minilm, method: unipt}
+    task: {name: retrieval, options: {embed_dim: 256}}
+    data: {dataset: tuxpaint, options: {seed: 0}}
+    optim: {lr: 5.0e-4, schedule: cosine, warmup_ratio: 0.1}
+    train: {epochs: 5, batch_size: 32, output_dir: runs/tux}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass
+class TowerConfig:
+    """One feature stream: which backbone, which method adapts it, and the method's options.
+
+    ``field`` is the record key the tower reads (``image``, ``text``, ``frames``); by default the
+    tower's own name.
+    """
+
+    backbone: str
+    method: str = "unipt"
+    options: dict[str, Any] = field(default_factory=dict)
+    field: str | None = None
+    max_length: int | None = None
+    image_size: int | None = None
+
+
+@dataclass
+class TaskConfig:
+    name: str = "classification"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """``dataset`` is a packaged name (``tuxpaint``...) or a format (``karpathy``, ``text_csv``...)."""
+
+    dataset: str = "rotten_tomatoes"
+    options: dict[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    eval_split: str = "val"
+    test_split: str | None = "test"
+    limit_train: int | None = None
+    limit_eval: int | None = None
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warm-up, then cosine, linear or step decay (``step_epochs`` x ``step_gamma``)."""
+
+    lr: float = 5e-4
+    head_lr: float | None = None
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    schedule: Literal["cosine", "linear", "step", "constant"] = "cosine"
+    warmup_ratio: float = 0.05
+    step_epochs: list[int] = field(default_factory=list)
+    step_gamma: float = 0.1
+    grad_clip: float | None = 2.0
+
+
+@dataclass
+class LoopConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    max_steps_per_epoch: int | None = None
+    bf16: bool = False
+    seed: int = 0
+    output_dir: str = "runs/unipt"
+    num_workers: int = 0
+    eval_every: int = 1
+    resume: bool = True
+    cache_dir: str | None = None
+
+
+@dataclass
+class RunConfig:
+    towers: dict[str, TowerConfig]
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        data = dict(data)
+        _reject_unknown(cls, data, "")
+        if "towers" not in data or not data["towers"]:
+            raise ValueError("run config needs 'towers': e.g. {text: {backbone: minilm, method: unipt}}")
+        towers = {}
+        for name, tower in data.pop("towers").items():
+            tower = {"backbone": tower} if isinstance(tower, str) else dict(tower)
+            _reject_unknown(TowerConfig, tower, f"towers.{name}.")
+            towers[name] = TowerConfig(**tower)
+        sections = {"task": TaskConfig, "data": DataConfig, "optim": OptimConfig, "train": LoopConfig}
+        built = {}
+        for key, klass in sections.items():
+            values = dict(data.get(key) or {})
+            _reject_unknown(klass, values, f"{key}.")
+            if key == "optim" and "betas" in values:
+                values["betas"] = tuple(values["betas"])
+            built[key] = klass(**values)
+        return cls(towers=towers, **built)
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                    base: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML run config (or start from ``base``) and apply ``key.sub=value`` overrides."""
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"run config {file} not found (example configs live in configs/)")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{file} is not valid YAML: {err}") from err
+    for item in overrides or []:
+        apply_override(data, item)
+    return RunConfig.from_dict(data)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """``train.epochs=3`` -> ``data["train"]["epochs"] = 3`` (value parsed as YAML)."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like key.sub=value, e.g. train.epochs=3")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {item!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _reject_unknown(klass: type, values: dict[str, Any], prefix: str) -> None:
+    known = {f.name for f in dataclasses.fields(klass)}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=2)
+            hint = f"; did you mean {[prefix + c for c in close]}?" if close else f"; known: {sorted(known)}"
+            raise ValueError(f"unknown run config key {prefix + key!r}{hint}")

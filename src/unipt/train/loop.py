@@ -1,0 +1,204 @@
+"""The training loop: Accelerate for devices / DDP / bf16, per-epoch evaluation, best + last
+checkpoints, exact resume, JSONL metrics and a final summary with cost measurements."""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from unipt.train.batching import Collator
+from unipt.train.checkpoint import load_checkpoint, restore_weights, save_checkpoint
+from unipt.train.config import RunConfig
+from unipt.train.data import RunData, load_run_data
+from unipt.train.optim import build_optimizer, build_scheduler
+from unipt.train.system import AdaptedSystem, build_system
+
+
+@dataclass
+class FitResult:
+    """What a finished run reports (also written to ``summary.json``)."""
+
+    best_metrics: dict[str, float]
+    test_metrics: dict[str, float] | None
+    trainable_parameters: int
+    total_parameters: int
+    saved_bytes: int
+    peak_memory_mb: float
+    memory_kind: str
+    step_time_ms: float
+    train_time_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+
+class Trainer:
+    """Train / evaluate one run config. ``Trainer(config).fit()`` does the whole job."""
+
+    def __init__(self, config: RunConfig, system: AdaptedSystem | None = None, data: RunData | None = None,
+                 accelerator: Accelerator | None = None):
+        self.config = config
+        self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.train.bf16 else "no")
+        set_seed(config.train.seed)
+        self.out = Path(config.train.output_dir)
+        self.data = data or load_run_data(config)
+        self.system = system or build_system(config, task_options=self.data.task_options)
+        self.collate = Collator(self.system.tower_info, self.data.answer_index)
+        self.main = self.accelerator.is_main_process
+
+    # ----------------------------------------------------------------------------------- loaders
+    def _loader(self, dataset: Dataset, shuffle: bool, epoch: int = 0) -> DataLoader:
+        cfg = self.config.train
+        size = cfg.batch_size if shuffle else (cfg.eval_batch_size or cfg.batch_size)
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        loader = DataLoader(dataset, batch_size=size, shuffle=shuffle, collate_fn=self.collate,
+                            num_workers=cfg.num_workers, generator=generator, drop_last=shuffle and len(dataset) > size)
+        return self.accelerator.prepare_data_loader(loader)
+
+    # ----------------------------------------------------------------------------------- train
+    def fit(self) -> FitResult:
+        cfg, acc = self.config, self.accelerator
+        steps_per_epoch = self._steps_per_epoch()
+        optimizer = build_optimizer(self.system, cfg.optim)
+        scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch, cfg.train.epochs)
+        system, optimizer = acc.prepare(self.system, optimizer)
+        start_epoch, best, history = self._maybe_resume(optimizer, scheduler)
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "run_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        step_times: list[float] = []
+        started = time.perf_counter()
+        _reset_peak_memory()
+        for epoch in range(start_epoch, cfg.train.epochs):
+            set_seed(cfg.train.seed + epoch)  # every epoch's randomness depends only on (seed, epoch)
+            self.system.task.on_epoch_start(epoch)
+            system.train()
+            losses = []
+            loader = self._loader(self.data.train, shuffle=True, epoch=epoch)
+            bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                       disable=not self.main, leave=False)
+            for step, batch in enumerate(bar):
+                if step >= steps_per_epoch:
+                    break
+                tick = time.perf_counter()
+                with acc.autocast():
+                    loss = system(batch)["loss"]
+                acc.backward(loss)
+                if cfg.optim.grad_clip:
+                    acc.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step_times.append(time.perf_counter() - tick)
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": statistics.fmean(losses) if losses else None,
+                                      "lr": scheduler.get_last_lr()[0], "losses": losses}
+            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
+                record["eval"] = self.evaluate(self.data.eval)
+                primary = record["eval"][self.system.task.primary_metric]
+                if best is None or primary > best[self.system.task.primary_metric]:
+                    best = record["eval"]
+                    self._save("best", optimizer, scheduler, epoch + 1, best, history + [record])
+            history.append(record)
+            self._save("last", optimizer, scheduler, epoch + 1, best, history)
+            self._log(record)
+        return self._finish(best, history, step_times, time.perf_counter() - started)
+
+    def _steps_per_epoch(self) -> int:
+        n = len(self.data.train) // (self.config.train.batch_size * self.accelerator.num_processes)
+        n = max(1, n)
+        cap = self.config.train.max_steps_per_epoch
+        return min(n, cap) if cap else n
+
+    # ----------------------------------------------------------------------------------- eval
+    @torch.no_grad()
+    def evaluate(self, dataset: Dataset) -> dict[str, float]:
+        """Metrics of the task over ``dataset`` (gathered across processes)."""
+        self.system.eval()
+        parts: dict[str, list[torch.Tensor]] = {}
+        loader = self._loader(dataset, shuffle=False)
+        for batch in tqdm(loader, desc="eval", disable=not self.main, leave=False):
+            with self.accelerator.autocast():
+                out = self.system.predict(batch)
+            for key, value in self.accelerator.gather_for_metrics(out).items():
+                parts.setdefault(key, []).append(value.float().cpu() if value.is_floating_point() else value.cpu())
+        gathered = {k: torch.cat(v) for k, v in parts.items()}
+        return {k: float(v) for k, v in self.system.task.metrics(gathered).items()}
+
+    # ----------------------------------------------------------------------------------- state
+    def _save(self, tag: str, optimizer: Any, scheduler: Any, epoch: int, best: dict | None,
+              history: list[dict]) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.main:
+            return
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch}
+        meta = {"epoch": epoch, "best": best, "history": history, "config": self.config.to_dict()}
+        weights = self.accelerator.unwrap_model(self.system).trainable_state_dict()
+        save_checkpoint(self.out / "checkpoints" / tag, weights, state, meta)
+
+    def _maybe_resume(self, optimizer: Any, scheduler: Any) -> tuple[int, dict | None, list[dict]]:
+        last = self.out / "checkpoints" / "last"
+        if not (self.config.train.resume and last.is_dir()):
+            return 0, None, []
+        weights, state, meta = load_checkpoint(last)
+        restore_weights(self.accelerator.unwrap_model(self.system), weights, last)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if self.main:
+            print(f"resuming from {last} after epoch {state['epoch']}")
+        return int(state["epoch"]), meta.get("best"), meta.get("history", [])
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        slim = {k: v for k, v in record.items() if k != "losses"}
+        with open(self.out / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(slim) + "\n")
+        shown = {k: round(v, 3) for k, v in (record.get("eval") or {}).items() if not k.endswith("meanr")}
+        print(f"epoch {record['epoch']}: train_loss={record['train_loss']:.4f} eval={shown}")
+
+    def _finish(self, best: dict | None, history: list[dict], step_times: list[float], seconds: float) -> FitResult:
+        test = None
+        if self.data.test is not None and (self.out / "checkpoints" / "best").is_dir():
+            weights, _, _ = load_checkpoint(self.out / "checkpoints" / "best")
+            restore_weights(self.accelerator.unwrap_model(self.system), weights, self.out / "checkpoints" / "best")
+            test = self.evaluate(self.data.test)
+        trainable = sum(p.numel() for p in self.system.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.system.parameters())
+        saved = sum(v.numel() * v.element_size() for v in self.system.trainable_state_dict().values())
+        peak, kind = peak_memory_mb()
+        result = FitResult(best or {}, test, trainable, total, saved, peak, kind,
+                           1000 * statistics.median(step_times[1:] or step_times) if step_times else float("nan"),
+                           seconds, history)
+        if self.main:
+            (self.out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
+            from unipt.train.plots import plot_history
+
+            plot_history(history, self.out / "training_curve.png", self.system.task.primary_metric)
+        return result
+
+
+def _reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb() -> tuple[float, str]:
+    """Peak memory of this process: CUDA allocator peak, else the process's peak resident set."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
