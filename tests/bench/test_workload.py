@@ -22,8 +22,10 @@ def test_frozen_step_saves_only_the_head_activations():
 
 
 def test_side_methods_save_far_less_than_backprop_methods():
-    saved = {m: account_step(build_training_step(WORKLOAD, m))["saved_activation_bytes"]
-             for m in ["frozen", "lst", "lora", "bitfit", "full"]}
+    saved = {
+        m: account_step(build_training_step(WORKLOAD, m))["saved_activation_bytes"]
+        for m in ["frozen", "lst", "lora", "bitfit", "full"]
+    }
     assert saved["frozen"] < saved["lst"] < saved["lora"]
     assert saved["lst"] < saved["bitfit"] <= saved["full"]
 

@@ -68,6 +68,8 @@ def test_text_csv(tmp_path: Path, write_text: Callable[..., Path]) -> None:
     write_text(tmp_path / "test.csv", "text,label\nsuper,great\n")
     with pytest.raises(DataFormatError, match="unknown label 'great'"):
         load_dataset("text_csv", "test", root=tmp_path, label_names=ds.class_names)
+    with pytest.raises(DataFileNotFoundError, match="text CSV file not found"):
+        load_dataset("text_csv", "val", root=tmp_path)
 
 
 def test_text_jsonl(tmp_path: Path, write_text: Callable[..., Path]) -> None:
@@ -108,3 +110,5 @@ def test_image_caption_jsonl(
     bad = write_text(tmp_path / "bad.jsonl", '{"image": "imgs/a.png", "text": "x"}\n')
     with pytest.raises(DataFormatError, match=r"bad\.jsonl: record line 1: field 'caption'"):
         load_dataset("image_caption_jsonl", "train", path=bad)
+    with pytest.raises(DataFileNotFoundError, match="image-caption JSONL file not found"):
+        load_dataset("image_caption_jsonl", "val", root=tmp_path)

@@ -190,3 +190,5 @@ def test_gqa(tmp_path: Path, write_json: Callable[..., Path]) -> None:
         and "question '201307251'" in str(info.value)
         and "'imageId'" in str(info.value)
     )
+    with pytest.raises(DataFileNotFoundError, match="GQA questions JSON not found"):
+        load_dataset("gqa", "testdev", root=tmp_path)

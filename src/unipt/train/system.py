@@ -32,15 +32,21 @@ class Tower:
 
 
 class JointFusion(nn.Module):
-    """Concatenate several streams into one joint token sequence ``[B, L1+L2, D]`` (VQA-style heads).
+    """Concatenate several streams into one joint token sequence ``[B, L1+L2, D]`` (VQA / grounding).
 
-    Streams of other widths are first projected to ``width`` by a trainable Linear.
+    Streams of other widths are first projected to ``width`` by a trainable Linear; ``layers``
+    trainable Transformer layers then let the streams attend to each other (a small single-stream
+    encoder in the spirit of CLIP-ViL's joint sequence).
     """
 
-    def __init__(self, widths: dict[str, int], width: int):
+    def __init__(self, widths: dict[str, int], width: int, layers: int = 1, heads: int = 4):
         super().__init__()
         self.width = width
         self.proj = nn.ModuleDict({k: nn.Linear(w, width) for k, w in widths.items() if w != width})
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.1, batch_first=True), layers,
+            enable_nested_tensor=False,
+        ) if layers > 0 else None
 
     def forward(self, streams: dict[str, AdaptedOutput]) -> AdaptedOutput:
         tokens, masks = [], []
@@ -51,6 +57,8 @@ class JointFusion(nn.Module):
             mask = out.attention_mask
             masks.append(mask if mask is not None else x.new_ones(x.shape[:2]))
         joint, mask = torch.cat(tokens, 1), torch.cat(masks, 1)
+        if self.encoder is not None:
+            joint = self.encoder(joint, src_key_padding_mask=mask == 0)
         return AdaptedOutput(joint, mask, masked_mean(joint, mask))
 
 
@@ -58,14 +66,14 @@ class AdaptedSystem(nn.Module):
     """Towers + optional joint fusion + task head."""
 
     def __init__(self, towers: dict[str, Tower], task: Task, fusion: dict[str, list[str]] | None = None,
-                 fusion_width: int | None = None):
+                 fusion_width: int | None = None, fusion_layers: int = 1):
         super().__init__()
         self.tower_info = {k: (t.field, t.backbone) for k, t in towers.items()}
         self.towers = nn.ModuleDict({k: t.module for k, t in towers.items()})
         self.task = task
         self.fusion_spec = fusion or {}
         self.fusions = nn.ModuleDict({
-            name: JointFusion({s: _out_width(towers[s]) for s in sources}, fusion_width or 256)
+            name: JointFusion({s: _out_width(towers[s]) for s in sources}, fusion_width or 256, fusion_layers)
             for name, sources in self.fusion_spec.items()
         })
 
@@ -148,6 +156,7 @@ def build_system(config: RunConfig, towers: dict[str, Tower] | None = None,
     options.pop("answer_min_count", None)
     fusion = options.pop("fusion", None)
     fusion_width = options.pop("fusion_width", None)
+    fusion_layers = int(options.pop("fusion_layers", 1))
     widths = {k: _out_width(t) for k, t in towers.items()}
     name = config.task.name
     if name == "retrieval":
@@ -156,5 +165,5 @@ def build_system(config: RunConfig, towers: dict[str, Tower] | None = None,
     elif name in ("classification", "vqa", "gqa", "grounding"):
         tower = options.get("tower") or (next(iter(fusion)) if fusion else next(iter(towers)))
         options.setdefault("tower", tower)
-        options.setdefault("hidden_dim", fusion_width or 256 if fusion else widths[tower])
-    return AdaptedSystem(towers, build_task(name, **options), fusion, fusion_width)
+        options.setdefault("hidden_dim", (fusion_width or 256) if fusion else widths[tower])
+    return AdaptedSystem(towers, build_task(name, **options), fusion, fusion_width, fusion_layers)

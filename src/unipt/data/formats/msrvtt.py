@@ -12,6 +12,7 @@ JSFUSION CSV when it exists (else JSON ``split == "test"``), ``val`` the JSON ``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
@@ -23,6 +24,8 @@ from unipt.data.io import get_field, read_csv_rows, read_json
 from unipt.data.retrieval import RetrievalDataset
 
 __all__ = ["load_msrvtt"]
+
+log = logging.getLogger(__name__)
 
 _JSON_EXPECTED = '{"videos": [{"video_id", "split"}], "sentences": [{"video_id", "caption"}]}'
 _JSON_SPLIT = {"train": "train", "val": "validate", "test": "test"}
@@ -97,7 +100,8 @@ def load_msrvtt(
         for line, row in read_csv_rows(
             csv_path, "MSR-VTT test CSV (MSRVTT_JSFUSION_test.csv)", ["video_id", "sentence"]
         ):
-            pairs.setdefault(row["video_id"], []).append((row["sentence"].strip(), row.get("key") or line))
+            sentence = get_field(row, "sentence", csv_path, f"line {line}", str)
+            pairs.setdefault(row["video_id"], []).append((sentence.strip(), row.get("key") or line))
     else:
         if json_path is None:
             raise DataFileNotFoundError(
@@ -117,6 +121,14 @@ def load_msrvtt(
         for vid in video_ids:
             pairs.setdefault(vid, []).extend(by_video.get(vid, []))
 
+    without = [vid for vid, caps in pairs.items() if not caps]
+    if without:
+        log.warning(
+            "MSR-VTT %s: %d videos have no caption (first: %s); kept without captions",
+            split,
+            len(without),
+            without[0],
+        )
     items: list[dict[str, Any]] = []
     captions: list[dict[str, Any]] = []
     for vid, caps in pairs.items():
@@ -132,5 +144,9 @@ def load_msrvtt(
         load_images=load_images,
         name="msrvtt",
         split=split,
-        meta={"source": str(csv_path if use_csv else json_path), "max_frames": max_frames},
+        meta={
+            "source": str(csv_path if use_csv else json_path),
+            "max_frames": max_frames,
+            "videos_without_captions": len(without),
+        },
     )

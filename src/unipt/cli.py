@@ -1,0 +1,128 @@
+"""The ``unipt`` command: demo, train, eval, predict, bench, cache, presets.
+
+    unipt demo                                   # the embedded default (packaged weights + data)
+    unipt train configs/rotten_tomatoes.yaml --set train.epochs=3
+    unipt eval runs/rt --split test
+    unipt predict runs/rt --text "a moving, funny film"
+    unipt bench suite | unipt bench scaling      # side-by-side cost/accuracy tables
+    unipt cache build configs/tuxpaint.yaml --out cache/tux
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> int:
+    from unipt.train import Trainer, load_run_config
+
+    overrides = list(args.set or [])
+    if args.cache:
+        overrides.append(f"train.cache_dir={args.cache}")
+    if args.output_dir:
+        overrides.append(f"train.output_dir={args.output_dir}")
+    config = load_run_config(args.config, overrides)
+    result = Trainer(config).fit()
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from unipt.train.inference import load_run
+
+    trainer = load_run(args.run, overrides=args.set)
+    dataset = {"eval": trainer.data.eval, "test": trainer.data.test, "train": trainer.data.train}[args.split]
+    if dataset is None:
+        raise SystemExit(f"the run config has no {args.split} split")
+    print(json.dumps(trainer.evaluate(dataset), indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from unipt.train.inference import load_run, predict
+
+    trainer = load_run(args.run, overrides=args.set)
+    print(json.dumps(predict(trainer, texts=args.text, images=args.image, top_k=args.top_k), indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from unipt.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+    return 0
+
+
+def _presets(_: argparse.Namespace) -> int:
+    from unipt.config import PRESETS
+
+    for name, values in PRESETS.items():
+        print(f"{name:10s} {values}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unipt", description="Universal Parallel Tuning for frozen backbones")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="image-text retrieval on Tux Paint stamps: frozen probe vs UniPT")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("train", help="train a run config (YAML)")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.epochs=3")
+    p.add_argument("--cache", help="train from an activation cache built by `unipt cache build`")
+    p.add_argument("--output-dir")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate the best checkpoint of a run")
+    p.add_argument("run")
+    p.add_argument("--split", choices=["eval", "test", "train"], default="test")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("predict", help="classify texts/images or retrieve with a trained run")
+    p.add_argument("run")
+    p.add_argument("--text", action="append", help="input text (repeatable)")
+    p.add_argument("--image", action="append", help="input image path (repeatable)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("presets", help="list the UniPT presets")
+    p.set_defaults(func=_presets)
+
+    try:
+        from unipt.bench.cli import add_bench_parser
+
+        add_bench_parser(sub)
+    except ImportError:  # pragma: no cover - bench is part of the package
+        pass
+    try:
+        from unipt.cache.cli import add_cache_parser
+
+        add_cache_parser(sub)
+    except ImportError:  # pragma: no cover
+        pass
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"unipt {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
