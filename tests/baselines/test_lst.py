@@ -92,7 +92,9 @@ def test_backbone_mode(bert):
 
 def test_cnn_with_hooks_pools_stages_to_the_final_grid(images):
     backbone = TinyCNN()
-    method = LadderSideTuning(backbone, layer_names=["stem", "stage1", "stage2"], example_inputs=images, reduction=4)
+    method = LadderSideTuning(
+        backbone, layer_names=["stem", "stage1", "stage2"], example_inputs=images, reduction=4
+    )
     assert method.is_map and method.side_width == 8 and len(method.blocks) == 2
     assert backbone.stage1[1].num_batches_tracked.item() == 0  # the width probe ran in eval mode
     out = method(**images)
@@ -104,7 +106,9 @@ def test_cnn_with_hooks_pools_stages_to_the_final_grid(images):
 def test_hf_cnn_hidden_states(images):
     from transformers import ResNetConfig, ResNetModel
 
-    config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    config = ResNetConfig(
+        num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"
+    )
     method = LadderSideTuning(ResNetModel(config), example_inputs=images, reduction=2)
     out = method(**images)
     assert out.last_hidden_state.dim() == 3 and out.last_hidden_state.shape[-1] == 16

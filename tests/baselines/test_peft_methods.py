@@ -70,3 +70,19 @@ def test_ia3_vectors_match_peft_defaults_for_bert(bert, batch):
 def test_ia3_needs_targets_for_unknown_models():
     with pytest.raises(ValueError, match="IA3"):
         IA3(TinyCNN())
+
+
+def test_lora_finds_clip_style_projections():
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    method = LoRA(CLIPVisionModel(config), r=2)
+    assert method.targets == ["q_proj", "v_proj"]
+    assert method.trainable_parameters()[0] == 2 * 2 * 2 * (32 + 32)

@@ -100,3 +100,14 @@ def test_saved_state_bytes_uses_the_method_or_the_trainable_params():
             self.side = nn.Linear(IN, 2)
 
     assert saved_state_bytes(WithSide()) == (IN * 2 + 2) * 4  # UniPT-style: the side network
+
+
+def test_meters_nest():
+    inner_layer, outer_layer = nn.Linear(IN, IN), nn.Linear(IN, OUT)
+    x = torch.randn(B, IN)
+    with SavedActivationMeter() as outer:
+        with SavedActivationMeter() as inner:
+            h = inner_layer(x)  # saves x
+        outer_layer(h)  # saves h
+    assert inner.bytes == B * IN * 4
+    assert outer.bytes == 2 * B * IN * 4

@@ -43,3 +43,9 @@ def test_specs_need_unique_labels():
     assert [s.key for s in specs] == ["lora", "lora-r2"]
     with pytest.raises(ValueError, match="duplicate"):
         as_specs(["lora", MethodSpec("lora", {"r": 2})])
+
+
+def test_every_method_starts_from_the_same_head():
+    frozen, lst = build_training_step(WORKLOAD, "frozen"), build_training_step(WORKLOAD, "lst")
+    assert frozen.head.fc.weight.equal(lst.head.fc.weight)
+    assert frozen.inputs["input_ids"].equal(lst.inputs["input_ids"])

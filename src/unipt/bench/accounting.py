@@ -11,6 +11,7 @@ the tensors that *must* exist, so two methods can be compared on any machine, CP
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterable
 from types import TracebackType
@@ -20,6 +21,10 @@ import torch
 from torch import nn
 
 StorageKey = tuple[str, int]
+
+# Meters active in this thread, innermost last. saved_tensors_hooks do not chain (only the innermost
+# pack hook runs), so the innermost meter reports every saved tensor to the enclosing ones as well.
+_ACTIVE = threading.local()
 
 
 def _storage_key(t: torch.Tensor) -> StorageKey:
@@ -54,11 +59,14 @@ class SavedActivationMeter:
     sharing storage with the parameters of the modules passed in ``exclude``.
 
     Under ``torch.no_grad()`` nothing is saved, so a frozen backbone run that way contributes 0.
+    Meters nest: an inner meter (e.g. around the backbone call only) and an outer one (around the
+    whole forward) both see what is saved inside the inner one.
 
     Attributes (valid during and after the context):
         bytes: total bytes of distinct storages saved for backward.
         count: number of those storages.
-        live_bytes / peak_live_bytes: of those, what is still referenced by a graph / the maximum.
+        live_bytes / peak_live_bytes: of those, the bytes whose saved tensor objects are still alive
+            (the graph, or anyone else, still references them) / the maximum of that.
 
     Example::
 
@@ -72,6 +80,7 @@ class SavedActivationMeter:
         self._excluded: set[StorageKey] = set()
         self._live: dict[StorageKey, list[int]] = {}  # key -> [bytes, references]
         self._hooks: torch.autograd.graph.saved_tensors_hooks | None = None
+        self._outer: list[SavedActivationMeter] = []
         self.bytes = 0
         self.count = 0
         self.live_bytes = 0
@@ -81,6 +90,9 @@ class SavedActivationMeter:
         for item in self._exclude_modules:
             params = item.parameters() if isinstance(item, nn.Module) else [item]
             self._excluded.update(_storage_key(p) for p in params)
+        stack = _active_stack()
+        self._outer = list(stack)
+        stack.append(self)
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
         self._hooks.__enter__()
         return self
@@ -91,6 +103,7 @@ class SavedActivationMeter:
         assert self._hooks is not None
         self._hooks.__exit__(exc_type, exc, tb)
         self._hooks = None
+        _active_stack().remove(self)
 
     def _is_parameter(self, t: torch.Tensor) -> bool:
         if isinstance(t, nn.Parameter) or isinstance(getattr(t, "_base", None), nn.Parameter):
@@ -99,8 +112,13 @@ class SavedActivationMeter:
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         # Return the tensor itself: we only observe, the graph keeps the same object as without hooks.
+        for meter in (self, *self._outer):
+            meter._observe(t)
+        return t
+
+    def _observe(self, t: torch.Tensor) -> None:
         if self._is_parameter(t):
-            return t
+            return
         key = _storage_key(t)
         entry = self._live.get(key)
         if entry is None:
@@ -114,7 +132,6 @@ class SavedActivationMeter:
             self.peak_live_bytes = max(self.peak_live_bytes, self.live_bytes)
         entry[1] += 1
         weakref.finalize(t, self._release, key)
-        return t
 
     def _release(self, key: StorageKey) -> None:
         entry = self._live.get(key)
@@ -128,6 +145,12 @@ class SavedActivationMeter:
     @staticmethod
     def _unpack(t: torch.Tensor) -> torch.Tensor:
         return t
+
+
+def _active_stack() -> list[SavedActivationMeter]:
+    if not hasattr(_ACTIVE, "stack"):
+        _ACTIVE.stack = []
+    return _ACTIVE.stack
 
 
 def parameter_bytes(module: nn.Module, trainable_only: bool = False) -> int:

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import gc
 import multiprocessing as mp
+import queue
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -174,21 +176,34 @@ def measure_peak_memory(
     ``workload`` and ``options`` must be picklable (factories are top-level functions or partials).
     """
     ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
+    results = ctx.Queue()
     proc = ctx.Process(
         target=_worker,
-        args=(queue, workload, method, dict(options or {}), steps, device, seed, threads),
+        args=(results, workload, method, dict(options or {}), steps, device, seed, threads),
         daemon=True,
     )
     proc.start()
-    proc.join(timeout_s)
-    if proc.is_alive():
-        proc.terminate()
-        proc.join()
-        raise TimeoutError(f"peak-memory measurement of {method!r} exceeded {timeout_s:.0f} s")
-    if queue.empty():
-        raise RuntimeError(f"peak-memory process for {method!r} died (exit code {proc.exitcode})")
-    status, payload = queue.get()
+    deadline = time.monotonic() + timeout_s
+    try:
+        # Poll rather than block: a child killed by the OOM killer never answers.
+        while True:
+            try:
+                status, payload = results.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(
+                        f"peak-memory process for {method!r} died (exit code {proc.exitcode})"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"peak-memory measurement of {method!r} exceeded {timeout_s:.0f} s"
+                    ) from None
+    finally:
+        proc.join(5.0)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
     if status != "ok":
         raise RuntimeError(f"peak-memory measurement of {method!r} failed: {payload}")
     payload.pop("peak_delta_bytes")

@@ -123,7 +123,7 @@ def plot_report(report: BenchmarkReport, path: str | Path) -> Path:
     if has_metric:
         left.set_ylabel(report.metric_name or "metric")
     else:
-        left.set_ylabel("trainable parameters (no metric given)")
+        left.set_ylabel("trainable parameters (no metric given; 0 drawn at 1)")
         left.set_yscale("log")
     left.grid(alpha=0.3)
     names = [r.method for r in rows]

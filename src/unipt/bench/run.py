@@ -122,6 +122,7 @@ def run_scaling(
     methods: Iterable[str | MethodSpec],
     *,
     x_name: str,
+    name: str | None = None,
     device: str = "cpu",
     progress: bool = True,
     **benchmark_options: Any,
@@ -129,7 +130,8 @@ def run_scaling(
     """Run :func:`run_benchmark` for each value (e.g. depth or batch size) and collect one line per method.
 
     ``make_workload(value)`` builds the workload for one point; it need not be picklable itself, but
-    the workloads it returns must be (for the isolated memory processes).
+    the workloads it returns must be (for the isolated memory processes). ``name`` labels the sweep
+    (default: the first workload's name).
     """
     from tqdm.auto import tqdm
 
@@ -139,7 +141,7 @@ def run_scaling(
         workload = make_workload(value)
         report = run_benchmark(workload, specs, device=device, progress=progress, **benchmark_options)
         if scaling is None:
-            scaling = ScalingReport(x_name=x_name, workload=workload.name, device=report.device)
+            scaling = ScalingReport(x_name=x_name, workload=name or workload.name, device=report.device)
         scaling.points += [
             ScalingPoint(r.method, float(value), r.peak_bytes, r.step_ms, r.saved_activation_bytes)
             for r in report.rows

@@ -41,7 +41,6 @@ class Workload:
     num_classes: int = 2
     batch_size: int = 8
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,10 @@ def build_training_step(
     device: str | torch.device = "cpu",
     lr: float = 1e-3,
 ) -> TrainingStep:
-    """Build backbone -> method -> head, the batch and AdamW, all on ``device``, seeded."""
+    """Build backbone -> method -> head, the batch and AdamW, all on ``device``, seeded.
+
+    Every method gets the same backbone weights, batch and head initialisation for a given ``seed``.
+    """
     from unipt.baselines import build_method
 
     torch.manual_seed(seed)
@@ -135,10 +137,13 @@ def build_training_step(
     batch = {k: v.to(device) for k, v in workload.batch_factory(workload.batch_size).items()}
     labels = batch.pop("labels")
     opts = dict(options or {})
-    if method in ("lst", "unipt") and "example_inputs" not in opts and not hasattr(backbone, "config"):
+    if method in ("lst", "unipt") and "example_inputs" not in opts:
+        # Side networks size themselves from real tap shapes; the real batch is always a valid probe.
         opts["example_inputs"] = {k: v.cpu() for k, v in batch.items()}
     model = build_method(method, backbone, **opts).to(device)
     model.train()
+    # Re-seed: methods consume different amounts of randomness, the head must still start identical.
+    torch.manual_seed(seed + 1)
     head = ProbeHead(workload.feature_dim, workload.num_classes).to(device)
     return TrainingStep(method, model, head, batch, labels, lr=lr)
 

@@ -39,6 +39,13 @@ class Collator:
                 batch["frames_per_item"][name] = frames
                 batch[f"{name}_mask"] = mask
             batch["inputs"][name] = backbone.preprocess(values)
+        batch.update(self.targets(records))
+        return batch
+
+    def targets(self, records: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """The task targets of ``records``: ``label`` [B], ``image_index`` [B], ``answer_scores`` [B, A],
+        ``boxes`` [B, 4] (each only when the records carry it). Also used by the activation cache."""
+        batch: dict[str, torch.Tensor] = {}
         first = records[0]
         if "label" in first:
             batch["label"] = torch.tensor([int(r["label"]) for r in records])

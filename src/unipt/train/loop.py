@@ -57,6 +57,10 @@ class Trainer:
         self.data = data or load_run_data(config)
         self.system = system or build_system(config, task_options=self.data.task_options)
         self.collate = Collator(self.system.tower_info, self.data.answer_index)
+        if config.train.cache_dir:  # cached taps: the cached towers' backbones never run
+            from unipt.cache.runtime import use_cache
+
+            self.data, self.collate = use_cache(config, self.system, self.data)
         self.main = self.accelerator.is_main_process
 
     # ----------------------------------------------------------------------------------- loaders

@@ -1,0 +1,124 @@
+"""``unipt cache build | plan | verify``: argparse wiring (``add_cache_parser``) and ``python -m unipt.cache``.
+
+Examples::
+
+    unipt cache plan configs/rt.yaml --set data.limit_train=512
+    unipt cache build configs/rt.yaml --out caches/rt --dtype fp16 --no-padding
+    torchrun --nproc_per_node 2 -m unipt.cache build configs/rt.yaml --out caches/rt   # shards split over ranks
+    unipt cache verify caches/rt
+    unipt train configs/rt.yaml --set train.cache_dir=caches/rt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from unipt.cache.manifest import ROLES
+from unipt.cache.shards import DTYPES
+
+
+def add_cache_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``cache`` (with ``build``, ``plan``, ``verify``) to an argparse ``subparsers``; each sets ``func``."""
+    parser = subparsers.add_parser("cache", help="build / plan / verify an activation cache of frozen taps",
+                                   description="Run the frozen backbones once and train UniPT from stored taps.")
+    sub = parser.add_subparsers(dest="cache_command", required=True, metavar="{build,plan,verify}")
+
+    build = sub.add_parser("build", help="cache the taps of a run config's splits")
+    _common(build)
+    build.add_argument("--out", required=True, help="cache folder (one sub-folder per split)")
+    build.add_argument("--records-per-shard", type=int, default=None, help="default: about --shard-mb per shard")
+    build.add_argument("--shard-mb", type=float, default=256.0, help="target shard size in MB (default 256)")
+    build.add_argument("--overwrite", action="store_true", help="replace a cache built for another setup")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=run_build)
+
+    plan = sub.add_parser("plan", help="estimate disk size and build time (probes one batch)")
+    _common(plan)
+    plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    plan.set_defaults(func=run_plan)
+
+    verify = sub.add_parser("verify", help="check every shard's checksum")
+    verify.add_argument("path", help="cache folder or one split folder")
+    verify.set_defaults(func=run_verify)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="run config YAML")
+    parser.add_argument("--split", action="append", default=None,
+                        help="train / eval / test (or the split's name, e.g. val); repeatable; "
+                             "default: every split of the config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a run config value, e.g. --set data.limit_train=512")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="storage dtype (default fp32)")
+    parser.add_argument("--no-padding", action="store_true", help="store only real tokens (re-padded when read)")
+    parser.add_argument("--batch-size", type=int, default=None, help="backbone batch size while building")
+
+
+def _splits(args: argparse.Namespace, config: Any) -> list[str]:
+    if args.split:
+        return args.split
+    return [r for r in ROLES if getattr(config.data, f"{r}_split") is not None]
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from unipt.cache.build import build_cache
+    from unipt.train import load_run_config
+    from unipt.train.system import build_tower
+
+    config = load_run_config(args.config, args.overrides)
+    main = PartialState().is_main_process
+    towers = {name: build_tower(name, spec) for name, spec in config.towers.items()}  # loaded once for all splits
+    for split in _splits(args, config):
+        manifest = build_cache(config, args.out, split, towers=towers, dtype=args.dtype, padding=not args.no_padding,
+                               batch_size=args.batch_size, records_per_shard=args.records_per_shard,
+                               shard_mb=args.shard_mb, overwrite=args.overwrite, progress=not args.quiet)
+        if main:
+            build = manifest.get("build", {})
+            print(f"cached {manifest['split']}: {manifest['num_records']} records in {manifest['num_shards']} shards, "
+                  f"{build.get('bytes', 0) / 2**20:.1f} MB, {build.get('seconds', 0):.1f} s "
+                  f"({build.get('world_size', 1)} process(es)) -> {args.out}/{manifest['split']}")
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from unipt.cache.plan import format_plan, plan_cache
+    from unipt.train import load_run_config
+    from unipt.train.system import build_tower
+
+    config = load_run_config(args.config, args.overrides)
+    towers = {name: build_tower(name, spec) for name, spec in config.towers.items()}
+    for split in _splits(args, config):
+        plan = plan_cache(config, split, towers=towers, dtype=args.dtype, padding=not args.no_padding,
+                          batch_size=args.batch_size)
+        print(json.dumps(plan, indent=2) if args.json else format_plan(plan))
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from unipt.cache.verify import verify_cache
+
+    failed = False
+    for report in verify_cache(args.path):
+        state = "OK" if not report["problems"] else "BROKEN"
+        print(f"{state} {report['folder']}: {report['records']} records, {report['shards']} shards, "
+              f"{report['bytes'] / 2**20:.1f} MB")
+        for problem in report["problems"]:
+            print(f"  - {problem}")
+        failed = failed or bool(report["problems"])
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m unipt.cache build|plan|verify ...`` (the same commands as ``unipt cache``)."""
+    parser = argparse.ArgumentParser(prog="python -m unipt.cache")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_cache_parser(subparsers)
+    args = parser.parse_args(["cache", *(argv if argv is not None else sys.argv[1:])])
+    return args.func(args)

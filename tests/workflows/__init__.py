@@ -1,0 +1,1 @@
+"""End-to-end runs of the paper workflows through the training engine on tiny real-format data."""
