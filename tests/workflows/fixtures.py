@@ -225,6 +225,37 @@ def write_refcoco(root: Path, coco_train: Path, counts: dict[str, int] | None = 
     return {"root": str(root), "image_root": str(coco_train)}
 
 
+def write_mdetr_refcoco(root: Path, coco_train: Path, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """MDETR's ``finetune_refcoco_{split}.json``: one COCO ``images`` entry per expression (with its
+    ``caption`` and ``original_img_id``) and that expression's box in ``annotations``; same scenes as
+    :func:`write_refcoco`."""
+    counts = counts or {"train": 4, "val": 2, "testA": 2}
+    size = (64, 48)
+    image_id, expression_id = 1, 0
+    for split, count in counts.items():
+        images, annotations = [], []
+        for _ in range(count):
+            n = image_id - 1
+            a, b = NAMES[n % 4], NAMES[(n + 1) % 4]
+            boxes = {a: [4.0 + 3 * n, 6.0, 20.0, 18.0], b: [36.0 - 2 * n, 22.0, 24.0, 20.0]}
+            file_name = f"COCO_train2014_{image_id:012d}.jpg"
+            draw_shapes(coco_train / file_name, [(c, "square", box) for c, box in boxes.items()], size)
+            for color, box in boxes.items():
+                for caption in (f"the {color} square", f"{color} block"):
+                    images.append({"file_name": file_name, "height": size[1], "width": size[0], "id": expression_id,
+                                   "original_img_id": image_id, "caption": caption, "dataset_name": "refcoco",
+                                   "tokens_negative": [[0, len(caption)]], "tokens_positive_eval": [[[4, 7]]]})
+                    annotations.append({"area": box[2] * box[3], "iscrowd": 0, "image_id": expression_id,
+                                        "category_id": 1, "id": expression_id, "bbox": box,
+                                        "tokens_positive": [[4, len(caption)]]})
+                    expression_id += 1
+            image_id += 1
+        _json(root / f"finetune_refcoco_{split}.json",
+              {"images": images, "annotations": annotations, "categories": [{"supercategory": "shape", "id": 1,
+                                                                             "name": "square"}]})
+    return {"root": str(root), "image_root": str(coco_train)}
+
+
 # ------------------------------------------------------------------------------------------- classification
 POSITIVE = ("a great and moving film", "wonderful acting, loved it", "a brilliant delight", "funny and smart",
             "an excellent story", "beautiful and warm", "i loved every minute", "a superb cast")

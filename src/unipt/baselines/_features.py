@@ -68,6 +68,55 @@ def is_hf_model(backbone: nn.Module) -> bool:
     return isinstance(backbone, PreTrainedModel)
 
 
+def call_backbone(backbone: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``backbone(*args, **kwargs)``; a plain (non Hugging Face) CNN given only ``pixel_values`` gets it
+    positionally, as torchvision / timm / EfficientNet models expect (their forward takes ``x``)."""
+    if not args and set(kwargs) == {"pixel_values"} and not is_hf_model(backbone):
+        return backbone(kwargs["pixel_values"])
+    return backbone(*args, **kwargs)
+
+
+def final_feature_layer(backbone: nn.Module, probe_size: int = 224) -> str | None:
+    """Where a backbone's *features* come from, when its output is not them.
+
+    ``None`` for Hugging Face models and for networks that already return tokens ``[B, L, D]`` or a
+    feature map ``[B, C, H, W]``. A plain CNN classifier (EfficientNet, torchvision ResNet) returns
+    logits: then the deepest spatial stage (the same module UniPT and the frozen probe read) is
+    returned, to be hooked by :func:`backbone_features`. One probe forward in eval mode decides.
+    """
+    if is_hf_model(backbone):
+        return None
+    from unipt.taps.auto import find_cnn_stages, probe_inputs
+
+    inputs = probe_inputs(backbone, probe_size)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            try:
+                if primary_tensor(call_backbone(backbone, (), inputs)).dim() in (3, 4):
+                    return None
+            except TypeError:
+                pass
+            return find_cnn_stages(backbone, inputs, max_stages=1)[-1]
+    finally:
+        backbone.train(was_training)
+
+
+def backbone_features(
+    backbone: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], final_layer: str | None
+) -> torch.Tensor:
+    """The backbone's final features with the caller's grad mode (gradients flow when enabled).
+
+    ``final_layer`` from :func:`final_feature_layer`: ``None`` reads the backbone's output, a name hooks
+    that module during the (whole) forward.
+    """
+    if final_layer is None:
+        return primary_tensor(call_backbone(backbone, args, kwargs))
+    hidden, _ = collect_hidden_states(backbone, args, kwargs, [final_layer])
+    return hidden[0]
+
+
 def _hook_tensor(output: Any) -> torch.Tensor:
     """A module's output reduced to its feature tensor (blocks often return tuples)."""
     return primary_tensor(output)
@@ -109,7 +158,7 @@ def collect_hidden_states(
         for name in layer_names
     ]
     try:
-        output = backbone(*args, **kwargs)
+        output = call_backbone(backbone, args, kwargs)
     finally:
         for handle in handles:
             handle.remove()

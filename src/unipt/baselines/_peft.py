@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unipt.baselines._features import primary_tensor, token_output
+from unipt.baselines._features import backbone_features, final_feature_layer, token_output
 from unipt.baselines.base import AdaptedMethod
 from unipt.outputs import AdaptedOutput
 
@@ -42,22 +42,63 @@ def attention_targets(backbone: nn.Module) -> list[str] | None:
     return None
 
 
+def _is_pointwise(m: nn.Conv2d) -> bool:
+    return tuple(m.kernel_size) == (1, 1) and tuple(m.stride) == (1, 1)
+
+
 def conv_targets(backbone: nn.Module) -> list[str]:
-    """Full names of every dense ``nn.Conv2d`` (depthwise/grouped convolutions are skipped on purpose:
-    a low-rank update of a per-channel filter is not what LoRA-for-convs means, and PEFT limits them)."""
-    return [name for name, m in backbone.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1]
+    """Full names of every dense ``nn.Conv2d`` that LoRA can adapt.
+
+    Depthwise/grouped convolutions are skipped on purpose: a low-rank update of a per-channel filter is
+    not what LoRA-for-convs means, and PEFT limits them. PEFT builds LoRA's ``A``/``B`` convs with the
+    target's own class and ``padding`` attribute, so ``Conv2d`` subclasses (e.g. EfficientNet's
+    TF-style "same"-padding convs) are kept only when 1x1 with stride 1; :func:`plain_convs` then turns
+    them into exactly equivalent plain ``nn.Conv2d`` before injection. Larger subclassed kernels (such
+    an EfficientNet's 3x3 stem) are left out.
+    """
+    found = []
+    for name, m in backbone.named_modules():
+        if isinstance(m, nn.Conv2d) and m.groups == 1 and (type(m) is nn.Conv2d or _is_pointwise(m)):
+            found.append(name)
+    return found
+
+
+def plain_convs(backbone: nn.Module, names: list[str]) -> int:
+    """Replace the pointwise ``Conv2d`` subclasses among ``names`` by plain ``nn.Conv2d`` (same weights).
+
+    A 1x1, stride-1 convolution needs no padding, so its output is unchanged. Returns how many were
+    replaced.
+    """
+    modules = dict(backbone.named_modules())
+    replaced = 0
+    for name in names:
+        m = modules[name]
+        if type(m) is nn.Conv2d or not (isinstance(m, nn.Conv2d) and _is_pointwise(m)):
+            continue
+        plain = nn.Conv2d(m.in_channels, m.out_channels, 1, bias=m.bias is not None, dtype=m.weight.dtype,
+                          device=m.weight.device)
+        plain.load_state_dict({k: v for k, v in m.state_dict().items() if k in ("weight", "bias")})
+        plain.weight.requires_grad_(m.weight.requires_grad)
+        parent_name, _, leaf = name.rpartition(".")
+        setattr(modules[parent_name] if parent_name else backbone, leaf, plain)
+        replaced += 1
+    return replaced
 
 
 class PeftMethod(AdaptedMethod):
     """A backbone with PEFT adapters injected; forward returns the final tokens ``[B, L, D]``."""
 
-    def __init__(self, backbone: nn.Module, peft_config: Any, *, backbone_train_mode: bool = True) -> None:
+    def __init__(
+        self, backbone: nn.Module, peft_config: Any, *, backbone_train_mode: bool = True, probe_size: int = 224
+    ) -> None:
         import peft
 
+        final_layer = final_feature_layer(backbone, probe_size)  # probed before any adapter exists
         # Fresh flags first: PEFT freezes every non-adapter parameter itself.
         peft.inject_adapter_in_model(peft_config, backbone)
         super().__init__(backbone, backbone_train_mode=backbone_train_mode)
         self.peft_config = peft_config
+        self.final_layer = final_layer
 
     def adapted_modules(self, marker: str) -> list[str]:
         """Names of backbone submodules that received an adapter (their children include ``marker``)."""
@@ -67,7 +108,7 @@ class PeftMethod(AdaptedMethod):
         return sorted(names)
 
     def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:
-        features = primary_tensor(self.backbone(*args, **backbone_inputs))
+        features = backbone_features(self.backbone, args, backbone_inputs, self.final_layer)
         return token_output(features, backbone_inputs.get("attention_mask"))  # type: ignore[arg-type]
 
     def saved_state_dict(self) -> dict[str, torch.Tensor]:

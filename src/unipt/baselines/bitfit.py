@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from unipt.baselines._features import primary_tensor, token_output
+from unipt.baselines._features import backbone_features, final_feature_layer, token_output
 from unipt.baselines.base import AdaptedMethod
 from unipt.outputs import AdaptedOutput
 
@@ -19,7 +19,7 @@ class BitFit(AdaptedMethod):
     name = "bitfit"
     variant = "BitFit (all bias terms, incl. LayerNorm biases)"
 
-    def __init__(self, backbone: nn.Module, *, backbone_train_mode: bool = True) -> None:
+    def __init__(self, backbone: nn.Module, *, backbone_train_mode: bool = True, probe_size: int = 224) -> None:
         biases = 0
         for name, param in backbone.named_parameters():
             is_bias = name.rsplit(".", 1)[-1] == "bias"
@@ -28,7 +28,8 @@ class BitFit(AdaptedMethod):
         if biases == 0:
             raise ValueError(f"{type(backbone).__name__} has no bias parameters: BitFit would train nothing")
         super().__init__(backbone, backbone_train_mode=backbone_train_mode)
+        self.final_layer = final_feature_layer(backbone, probe_size)  # CNN classifiers: their last stage
 
     def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:
-        features = primary_tensor(self.backbone(*args, **backbone_inputs))
+        features = backbone_features(self.backbone, args, backbone_inputs, self.final_layer)
         return token_output(features, backbone_inputs.get("attention_mask"))  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unipt.baselines._features import primary_tensor, token_output
+from unipt.baselines._features import backbone_features, final_feature_layer, token_output
 from unipt.baselines.base import AdaptedMethod
 from unipt.outputs import AdaptedOutput
 
@@ -20,12 +20,13 @@ class FullFineTuning(AdaptedMethod):
     name = "full"
     variant = "full fine-tuning (all parameters)"
 
-    def __init__(self, backbone: nn.Module, *, backbone_train_mode: bool = True) -> None:
+    def __init__(self, backbone: nn.Module, *, backbone_train_mode: bool = True, probe_size: int = 224) -> None:
         backbone.requires_grad_(True)
         super().__init__(backbone, backbone_train_mode=backbone_train_mode)
+        self.final_layer = final_feature_layer(backbone, probe_size)  # CNN classifiers: their last stage
 
     def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:
-        features = primary_tensor(self.backbone(*args, **backbone_inputs))
+        features = backbone_features(self.backbone, args, backbone_inputs, self.final_layer)
         return token_output(features, backbone_inputs.get("attention_mask"))  # type: ignore[arg-type]
 
     def saved_state_dict(self) -> dict[str, torch.Tensor]:

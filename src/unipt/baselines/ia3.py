@@ -35,6 +35,7 @@ class IA3(PeftMethod):
         target_modules: Sequence[str] | None = None,
         feedforward_modules: Sequence[str] | None = None,
         backbone_train_mode: bool = True,
+        probe_size: int = 224,
     ) -> None:
         import peft
 
@@ -47,7 +48,7 @@ class IA3(PeftMethod):
             target_modules=list(target_modules) if target_modules is not None else None,
             feedforward_modules=list(feedforward_modules) if feedforward_modules is not None else None,
         )
-        super().__init__(backbone, config, backbone_train_mode=backbone_train_mode)
+        super().__init__(backbone, config, backbone_train_mode=backbone_train_mode, probe_size=probe_size)
         adapted = self.adapted()
         self.variant = f"(IA)^3 (PEFT) on {len(adapted)} modules ({', '.join(sorted(_leaves(adapted)))})"
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from unipt.baselines._peft import PeftMethod, attention_targets, conv_targets
+from unipt.baselines._peft import PeftMethod, attention_targets, conv_targets, plain_convs
 
 
 def _summarise(targets: Sequence[str], limit: int = 4) -> str:
@@ -45,6 +45,7 @@ class LoRA(PeftMethod):
         target_modules: Sequence[str] | None = None,
         conv: bool = False,
         backbone_train_mode: bool = True,
+        probe_size: int = 224,
     ) -> None:
         import peft
 
@@ -58,8 +59,10 @@ class LoRA(PeftMethod):
                 raise ValueError(f"no LoRA targets found in {type(backbone).__name__}; pass target_modules")
             target_modules = found
         targets = list(target_modules)
+        if kind == "Conv2d":
+            plain_convs(backbone, targets)  # e.g. EfficientNet's 1x1 "same"-padding convs -> nn.Conv2d
         config = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
-        super().__init__(backbone, config, backbone_train_mode=backbone_train_mode)
+        super().__init__(backbone, config, backbone_train_mode=backbone_train_mode, probe_size=probe_size)
         if conv:
             self.name = "lora_conv"
         self.targets = targets

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unipt.baselines._features import as_tokens, collect_hidden_states, token_output
+from unipt.baselines._features import as_tokens, collect_hidden_states, is_hf_model, token_output
 from unipt.baselines.base import AdaptedMethod
 from unipt.outputs import AdaptedOutput
 
@@ -97,6 +97,24 @@ def _probe_taps(
     raise ValueError("cannot infer the tap widths: pass example_inputs (one batch of backbone inputs)")
 
 
+def _auto_stages(
+    backbone: nn.Module, example_inputs: Mapping[str, Any] | None, max_stages: int, probe_size: int
+) -> tuple[list[str], Mapping[str, Any]]:
+    """Spatial stages of a plain CNN (shallow to deep) and the inputs that found them."""
+    from unipt.taps.auto import find_cnn_stages, probe_inputs
+
+    inputs = dict(example_inputs) if example_inputs is not None else probe_inputs(backbone, probe_size)
+    was_training = backbone.training
+    backbone.eval()  # the probe must not touch BatchNorm statistics
+    try:
+        stages = find_cnn_stages(backbone, inputs, max_stages)
+    finally:
+        backbone.train(was_training)
+    if len(stages) < 2:
+        raise ValueError(f"LST found {len(stages)} spatial stage(s) in {type(backbone).__name__}; pass layer_names")
+    return stages, inputs
+
+
 class LadderSideTuning(AdaptedMethod):
     """LST side network on a frozen backbone; ``forward(**inputs)`` -> tokens ``[B, L, D]``.
 
@@ -109,8 +127,12 @@ class LadderSideTuning(AdaptedMethod):
         ffn_ratio: side feed-forward width = ``ffn_ratio * d``.
         dropout: dropout inside the side blocks.
         layer_names: hook these submodules instead of Hugging Face ``output_hidden_states``; the first
-            tap initialises the side state, each later tap gets one gate and one block.
-        example_inputs: one batch used to measure tap widths (needed for CNNs and hooked backbones).
+            tap initialises the side state, each later tap gets one gate and one block. For a backbone
+            that is not a Hugging Face model, ``None`` picks its spatial stages automatically (the same
+            stage finder UniPT uses, up to ``max_stages`` of them, deepest last).
+        example_inputs: one batch used to measure tap widths (a ``probe_size`` probe image when omitted
+            for an automatically staged CNN).
+        max_stages: how many CNN stages automatic selection keeps. probe_size: side of the probe image.
         backbone_train_mode: keep the frozen backbone in train mode (dropout on); default eval.
     """
 
@@ -130,9 +152,13 @@ class LadderSideTuning(AdaptedMethod):
         layer_names: Sequence[str] | None = None,
         example_inputs: Mapping[str, Any] | None = None,
         backbone_train_mode: bool = False,
+        max_stages: int = 8,
+        probe_size: int = 224,
     ) -> None:
         backbone.requires_grad_(False)
         super().__init__(backbone, backbone_train_mode=backbone_train_mode)
+        if layer_names is None and not is_hf_model(backbone):
+            layer_names, example_inputs = _auto_stages(backbone, example_inputs, max_stages, probe_size)
         widths, self.is_map = _probe_taps(backbone, layer_names, example_inputs)
         if len(widths) < 2:
             raise ValueError("LST needs at least two taps (one to start the side state, one per block)")

@@ -34,6 +34,7 @@ from unipt.cache.plan import probe_batch
 from unipt.cache.shards import DTYPES, concat_packs, layout_of, pack_taps, shard_name, write_shard
 from unipt.cache.source import CacheSource
 from unipt.train.config import RunConfig
+from unipt.train.loop import cpu_only_distributed
 from unipt.train.system import Tower
 
 
@@ -60,7 +61,7 @@ def build_cache(config: RunConfig, out: str | os.PathLike[str], split: str = "tr
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown cache dtype {dtype!r}; use one of {sorted(DTYPES)}")
-    state = PartialState()
+    state = PartialState(cpu=cpu_only_distributed())
     started = time.perf_counter()
     source = CacheSource.from_config(config, split, towers, dataset)
     folder = Path(out) / source.role

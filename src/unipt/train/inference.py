@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from PIL import Image
+from torch.utils.data import Dataset, Subset
 
 from unipt.outputs import AdaptedOutput
 from unipt.train.checkpoint import load_checkpoint, restore_weights
@@ -65,31 +67,56 @@ def predict(trainer: Trainer, texts: list[str] | None = None, images: list[str] 
 
 def _retrieve(trainer: Trainer, texts: list[str], images: list[Image.Image], paths: list[str],
               top_k: int) -> list[dict[str, Any]]:
+    """Rank the test (else eval) split's images for each text and its captions for each image.
+
+    The gallery is encoded in chunks of the eval batch size, each image once (not once per caption),
+    and only the chunk being encoded is held open in memory.
+    """
     task = trainer.system.task
-    gallery = trainer.data.test or trainer.data.eval
-    records = [gallery[i] for i in range(len(gallery))]
+    dataset, records = _raw_records(trainer.data.test or trainer.data.eval)
     image_tower, text_tower = task.towers
     results = []
     if texts:
-        items = {r["item_index"]: r for r in records}
-        order = list(items)
-        img_emb = task.embed(image_tower, _tower_features(trainer, image_tower, [items[i]["image"] for i in order]))
-        txt_emb = task.embed(text_tower, _tower_features(trainer, text_tower, texts))
-        scores = txt_emb @ img_emb.T
-        for text, row in zip(texts, scores, strict=True):
-            best = row.topk(min(top_k, len(order)))
+        items: dict[int, dict[str, Any]] = {}
+        for record in records:
+            items.setdefault(int(record["item_index"]), record)  # an image's first caption describes it
+        gallery = list(items.values())
+        img_emb = _embed(trainer, image_tower, gallery, lambda r: dataset.load(r)["image"])
+        txt_emb = _embed(trainer, text_tower, texts)
+        for text, row in zip(texts, txt_emb @ img_emb.T, strict=True):
+            best = row.topk(min(top_k, len(gallery)))
             results.append({"query": text, "top": [
-                {"image": str(items[order[i]].get("image_path")), "caption": items[order[i]].get("text"),
+                {"image": str(gallery[i].get("image_path")), "caption": gallery[i].get("text"),
                  "score": round(float(v), 4)} for v, i in zip(best.values, best.indices, strict=True)]})
     if images:
         captions = [r["text"] for r in records]
-        txt_emb = task.embed(text_tower, _tower_features(trainer, text_tower, captions))
-        img_emb = task.embed(image_tower, _tower_features(trainer, image_tower, images))
+        txt_emb = _embed(trainer, text_tower, captions)
+        img_emb = _embed(trainer, image_tower, images)
         for path, row in zip(paths, img_emb @ txt_emb.T, strict=True):
             best = row.topk(min(top_k, len(captions)))
             results.append({"query": path, "top": [{"caption": captions[i], "score": round(float(v), 4)}
                                                    for v, i in zip(best.values, best.indices, strict=True)]})
     return results
+
+
+@torch.no_grad()
+def _embed(trainer: Trainer, tower: str, values: list[Any], load: Callable[[Any], Any] | None = None) -> torch.Tensor:
+    """``[N, E]`` retrieval embeddings of ``values`` (opened with ``load`` chunk by chunk when given)."""
+    size = trainer.config.train.eval_batch_size or trainer.config.train.batch_size
+    parts = []
+    for start in range(0, len(values), size):
+        chunk = values[start:start + size]
+        chunk = [load(v) for v in chunk] if load is not None else chunk
+        parts.append(trainer.system.task.embed(tower, _tower_features(trainer, tower, chunk)))
+    return torch.cat(parts)
+
+
+def _raw_records(dataset: Dataset) -> tuple[Any, list[dict[str, Any]]]:
+    """(the underlying record dataset, the raw records ``dataset`` selects), without opening any file."""
+    if isinstance(dataset, Subset):
+        base, records = _raw_records(dataset.dataset)
+        return base, [records[i] for i in dataset.indices]
+    return dataset, list(dataset.records)
 
 
 def _class_names(trainer: Trainer) -> list[str] | None:

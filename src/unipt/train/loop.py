@@ -4,6 +4,7 @@ checkpoints, exact resume, JSONL metrics and a final summary with cost measureme
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import time
@@ -51,7 +52,8 @@ class Trainer:
     def __init__(self, config: RunConfig, system: AdaptedSystem | None = None, data: RunData | None = None,
                  accelerator: Accelerator | None = None):
         self.config = config
-        self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.train.bf16 else "no")
+        self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.train.bf16 else "no",
+                                                      cpu=cpu_only_distributed())
         set_seed(config.train.seed)
         self.out = Path(config.train.output_dir)
         self.data = data or load_run_data(config)
@@ -194,6 +196,13 @@ class Trainer:
 
             plot_history(history, self.out / "training_curve.png", self.system.task.primary_metric)
         return result
+
+
+def cpu_only_distributed() -> bool:
+    """True under ``torchrun`` (several processes) on a machine without an accelerator: Accelerate then
+    needs ``cpu=True`` to join the gloo process group; without it every process silently trains alone."""
+    available = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not available
 
 
 def _reset_peak_memory() -> None:

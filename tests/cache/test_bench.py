@@ -1,0 +1,19 @@
+"""The cache benchmark times a cached, a live UniPT and a LoRA epoch on the same data."""
+
+from __future__ import annotations
+
+import pytest
+
+from unipt.cache.bench import benchmark_cache, format_benchmark
+
+
+def test_benchmark_reports_build_disk_and_epoch_times(config, tmp_path):
+    pytest.importorskip("peft")
+    result = benchmark_cache(config, tmp_path / "bench", records=32, batch_size=16, verbose=False)
+    assert result["records"] == 32 and result["batch_size"] == 16
+    assert result["build_s"] > 0 and 0 < result["disk_mb"] < 1
+    for run in ("cache", "live", "lora"):
+        assert result[run]["steps"] == 2 and result[run]["epoch_s"] > 0
+    assert result["speedup_vs_live"] == pytest.approx(result["live"]["epoch_s"] / result["cache"]["epoch_s"], rel=0.02)
+    assert (tmp_path / "bench" / "train" / "manifest.json").is_file()
+    assert "vs LoRA" in format_benchmark(result)
