@@ -36,9 +36,11 @@ def _eval(args: argparse.Namespace) -> int:
     from unipt.train.inference import load_run
 
     trainer = load_run(args.run, overrides=args.set)
-    dataset = {"eval": trainer.data.eval, "test": trainer.data.test, "train": trainer.data.train}[args.split]
+    split = args.split or ("test" if trainer.data.test is not None else "eval")
+    dataset = {"eval": trainer.data.eval, "test": trainer.data.test, "train": trainer.data.train}[split]
     if dataset is None:
-        raise SystemExit(f"the run config has no {args.split} split")
+        raise SystemExit(f"the run config has no {split} split (its data.test_split is null); use --split eval")
+    print(f"{split} split:")
     print(json.dumps(trainer.evaluate(dataset), indent=2))
     return 0
 
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate the best checkpoint of a run")
     p.add_argument("run")
-    p.add_argument("--split", choices=["eval", "test", "train"], default="test")
+    p.add_argument("--split", choices=["eval", "test", "train"], help="default: test if the run has one, else eval")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=_eval)
 

@@ -69,8 +69,8 @@ def write_data(root: Path, sizes: dict[str, int] | None = None, seed: int = 0, v
         with open(root / f"{split}.jsonl", "w") as handle:
             for _ in range(n):
                 label = rng.randint(0, 1)
-                words = rng.sample(POSITIVE if label else NEGATIVE, 2) + rng.sample(FILLER, rng.randint(1, 7) if
-                                                                                    varied else 4)
+                fillers = rng.randint(1, 7) if varied else 4
+                words = rng.sample(POSITIVE if label else NEGATIVE, 2) + rng.sample(FILLER, fillers)
                 rng.shuffle(words)
                 handle.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
     return root

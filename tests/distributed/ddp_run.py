@@ -18,12 +18,12 @@ from safetensors.torch import save_file  # noqa: E402
 
 from unipt.cache import build_cache  # noqa: E402
 from unipt.train import Trainer  # noqa: E402
-from unipt.train.loop import cpu_only_distributed  # noqa: E402
+from unipt.train.loop import needs_cpu_flag  # noqa: E402
 
 
 def main(data: Path, out: Path, batch: int) -> None:
     tiny.register()
-    state = PartialState(cpu=cpu_only_distributed())  # as the Trainer and the cache build create it
+    state = PartialState(cpu=needs_cpu_flag())  # as the Trainer and the cache build create it
     cache = out / "cache"
     cached_config = tiny.config(data, out / "run_cached", **{"train.batch_size": batch, "train.cache_dir": str(cache)})
     manifests = {split: build_cache(cached_config, cache, split, records_per_shard=16, batch_size=8, progress=False)

@@ -58,3 +58,16 @@ def test_two_process_training_and_cache_build_equal_one_process(tmp_path):
                 torch.testing.assert_close(weights[key], value, atol=1e-5, rtol=0, msg=f"{run}: {key}")
     initial = load_file(str(tmp_path / "one" / "initial.safetensors"))
     assert max(float((reference[k] - initial[k]).abs().max()) for k in reference) > 1e-2  # training moved them
+
+
+def test_accelerate_is_told_to_use_cpu_only_when_it_must(monkeypatch):
+    from unipt.train.loop import needs_cpu_flag
+
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert needs_cpu_flag() is False  # one process: Accelerate's own device choice
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert needs_cpu_flag() is (not torch.accelerator.is_available())  # torchrun on a CPU-only machine
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")  # accelerate launch --cpu
+    assert needs_cpu_flag() is True

@@ -149,13 +149,7 @@ PAPER_DATA: dict[str, Callable[[Path], object]] = {
 }
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=(
-        "clipvil_vqa.yaml: image_root data/coco with the default pattern looks for data/coco/COCO_train2014_*.jpg, "
-        "but COCO keeps them in train2014/ and val2014/; add image_pattern: "
-        "'{subtype}/COCO_{subtype}_{image_id:012d}.jpg' to its data options")) if name == "clipvil_vqa" else ())
-    for name in PAPER_DATA
-])
+@pytest.mark.parametrize("name", list(PAPER_DATA))
 def test_paper_config_data_options_fit_the_real_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       name: str) -> None:
     """Each paper config's ``data`` section, verbatim, finds every split and every file of a download laid
@@ -432,12 +426,7 @@ def test_resume_after_interruption_is_exact(tmp_path: Path, straight_linear: tup
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
-@pytest.mark.parametrize("schedule", [
-    "constant",
-    pytest.param("linear", marks=pytest.mark.xfail(strict=True, reason=(
-        "loop.py _maybe_resume restores the optimiser's lr from the shorter run's schedule (0 at its end), "
-        "so the first step after raising train.epochs does not follow the new schedule"))),
-])
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
 def test_resume_with_more_epochs(tmp_path: Path, schedule: str, straight_linear: tuple[Trainer, FitResult]) -> None:
     """Train 2 epochs straight, vs 1 epoch then a new Trainer with ``epochs=2`` on the same folder."""
     if schedule == "linear":
@@ -450,7 +439,9 @@ def test_resume_with_more_epochs(tmp_path: Path, schedule: str, straight_linear:
     resumed = Trainer(text_csv_config(tmp_path, "resumed", epochs=2, schedule=schedule))
     result = resumed.fit()
     assert_same_run(straight, expected, resumed, result)
-    assert result.history[0] == expected.history[0]  # epoch 1 came from the checkpoint's history
+    # epoch 1 came from the checkpoint's history (its logged end-of-epoch lr followed the 1-epoch schedule)
+    assert {k: v for k, v in result.history[0].items() if k != "lr"} == {
+        k: v for k, v in expected.history[0].items() if k != "lr"}
 
 
 def assert_same_run(a: Trainer, ra: FitResult, b: Trainer, rb: FitResult) -> None:

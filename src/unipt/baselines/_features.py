@@ -94,7 +94,11 @@ def final_feature_layer(backbone: nn.Module, probe_size: int = 224) -> str | Non
     try:
         with torch.no_grad():
             try:
-                if primary_tensor(call_backbone(backbone, (), inputs)).dim() in (3, 4):
+                output = call_backbone(backbone, (), inputs)
+            except Exception:  # not an image model (e.g. a custom token encoder): read its output
+                return None
+            try:
+                if primary_tensor(output).dim() in (3, 4):
                     return None
             except TypeError:
                 pass

@@ -22,7 +22,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,45 @@ class _RssPeak:
         return max(self._sampled, self.current())
 
 
+def release_free_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``), so a later peak is not hidden.
+
+    Without it, memory freed while building the model (probe forwards, weight loading) stays in the
+    resident set and a training step can reuse it without raising RSS. A no-op where unavailable.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_of(fn: Callable[[], object], label: str, *, steps: int = 3, device: str = "cpu") -> PeakMemory:
+    """Peak memory while calling ``fn()`` ``steps`` times, over the memory in use just before.
+
+    Everything ``fn`` needs (model, batch, optimizer) must already exist, so the baseline includes it.
+    Only meaningful in a fresh process on CPU (see the module docstring); on CUDA the allocator's
+    ``max_memory_allocated`` counts live tensors only, so other resident models do not change the delta.
+    """
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize(device)
+        return PeakMemory(label, "cuda", baseline, torch.cuda.max_memory_allocated(device), steps)
+    release_free_heap()
+    meter = _RssPeak()
+    meter.reset()
+    baseline = meter.current()
+    for _ in range(steps):
+        fn()
+    return PeakMemory(label, meter.backend, baseline, meter.peak(), steps)
+
+
 def measure_in_this_process(
     workload: Workload,
     method: str,
@@ -117,22 +156,7 @@ def measure_in_this_process(
 ) -> PeakMemory:
     """Build the step here and measure its peak. Only meaningful in a fresh process (see module doc)."""
     step = build_training_step(workload, method, options, seed=seed, device=device)
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        baseline = torch.cuda.memory_allocated(device)
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize(device)
-        return PeakMemory(method, "cuda", baseline, torch.cuda.max_memory_allocated(device), steps)
-    meter = _RssPeak()
-    meter.reset()
-    baseline = meter.current()
-    for _ in range(steps):
-        step()
-    peak = meter.peak()
-    return PeakMemory(method, meter.backend, baseline, peak, steps)
+    return peak_of(step, method, steps=steps, device=device)
 
 
 def _worker(

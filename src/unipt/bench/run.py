@@ -15,6 +15,7 @@ from unipt.bench.accounting import (
     SavedActivationMeter,
     gradient_bytes,
     optimizer_state_bytes,
+    parameter_bytes,
     saved_state_bytes,
     trainable_count,
 )
@@ -26,14 +27,20 @@ from unipt.bench.workload import MethodSpec, TrainingStep, Workload, as_specs, b
 REFERENCE = "backbone inference (reference)"
 
 
-def account_step(step: TrainingStep) -> dict[str, int]:
-    """Run one training step and return its exact byte accounting (see :mod:`unipt.bench.accounting`)."""
-    meter = SavedActivationMeter(step.model, step.head)
+def account_step(step: TrainingStep | Any) -> dict[str, int]:
+    """Run one training step and return its exact byte accounting (see :mod:`unipt.bench.accounting`).
+
+    ``step`` is a :class:`TrainingStep` or anything with ``model``, ``optimizer``, an optional ``head``
+    module and ``__call__(forward_context)`` (e.g. :class:`unipt.bench.system_step.SystemStep`).
+    """
+    modules = [m for m in (step.model, getattr(step, "head", None)) if m is not None]
+    meter = SavedActivationMeter(*modules)
     step(forward_context=meter)
     return {
         "saved_activation_bytes": meter.bytes,
-        "gradient_bytes": gradient_bytes(step.model) + gradient_bytes(step.head),
+        "gradient_bytes": sum(gradient_bytes(m) for m in modules),
         "optimizer_state_bytes": optimizer_state_bytes(step.optimizer),
+        "parameter_bytes": sum(parameter_bytes(m) for m in modules),
     }
 
 
@@ -143,9 +150,11 @@ def run_scaling(
         if scaling is None:
             scaling = ScalingReport(x_name=x_name, workload=name or workload.name, device=report.device)
         scaling.points += [
-            ScalingPoint(r.method, float(value), r.peak_bytes, r.step_ms, r.saved_activation_bytes)
+            ScalingPoint(r.method, float(value), r.peak_bytes, r.step_ms, r.saved_activation_bytes, r.trainable_params)
             for r in report.rows
         ]
+        if report.reference_forward_ms is not None:
+            scaling.reference_ms[str(float(value))] = report.reference_forward_ms
     if scaling is None:
         raise ValueError("values is empty")
     return scaling

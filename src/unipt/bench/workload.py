@@ -84,7 +84,8 @@ class TrainingStep:
     """One optimizer step of ``head(method(**inputs))`` with cross-entropy; the unit everything measures.
 
     Call it to run a step; pass a context manager (e.g. a ``SavedActivationMeter``) to wrap only the
-    forward pass and loss, which is where autograd saves tensors.
+    forward pass and loss, which is where autograd saves tensors. ``amp_dtype`` (e.g. ``torch.bfloat16``)
+    runs the forward under ``torch.autocast`` on the labels' device; weights and AdamW stay fp32.
     """
 
     def __init__(
@@ -95,8 +96,10 @@ class TrainingStep:
         inputs: Mapping[str, torch.Tensor],
         labels: torch.Tensor,
         lr: float = 1e-3,
+        amp_dtype: torch.dtype | None = None,
     ) -> None:
         self.name = name
+        self.amp_dtype = amp_dtype
         self.model = model
         self.head = head
         self.inputs = dict(inputs)
@@ -110,7 +113,12 @@ class TrainingStep:
 
     def __call__(self, forward_context: AbstractContextManager[Any] | None = None) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        with forward_context if forward_context is not None else nullcontext():
+        amp = (
+            torch.autocast(self.labels.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else nullcontext()
+        )
+        with forward_context if forward_context is not None else nullcontext(), amp:
             loss = self.loss()
         loss.backward()
         self.optimizer.step()
@@ -125,6 +133,7 @@ def build_training_step(
     seed: int = 0,
     device: str | torch.device = "cpu",
     lr: float = 1e-3,
+    amp_dtype: torch.dtype | None = None,
 ) -> TrainingStep:
     """Build backbone -> method -> head, the batch and AdamW, all on ``device``, seeded.
 
@@ -145,7 +154,7 @@ def build_training_step(
     # Re-seed: methods consume different amounts of randomness, the head must still start identical.
     torch.manual_seed(seed + 1)
     head = ProbeHead(workload.feature_dim, workload.num_classes).to(device)
-    return TrainingStep(method, model, head, batch, labels, lr=lr)
+    return TrainingStep(method, model, head, batch, labels, lr=lr, amp_dtype=amp_dtype)
 
 
 # ------------------------------------------------------------------------------ example workloads

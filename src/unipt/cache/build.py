@@ -34,7 +34,7 @@ from unipt.cache.plan import probe_batch
 from unipt.cache.shards import DTYPES, concat_packs, layout_of, pack_taps, shard_name, write_shard
 from unipt.cache.source import CacheSource
 from unipt.train.config import RunConfig
-from unipt.train.loop import cpu_only_distributed
+from unipt.train.loop import needs_cpu_flag
 from unipt.train.system import Tower
 
 
@@ -61,7 +61,7 @@ def build_cache(config: RunConfig, out: str | os.PathLike[str], split: str = "tr
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown cache dtype {dtype!r}; use one of {sorted(DTYPES)}")
-    state = PartialState(cpu=cpu_only_distributed())
+    state = PartialState(cpu=needs_cpu_flag())
     started = time.perf_counter()
     source = CacheSource.from_config(config, split, towers, dataset)
     folder = Path(out) / source.role
@@ -183,7 +183,8 @@ def _finish(folder: Path, world: int, seconds: float) -> dict[str, Any]:
     manifest = read_manifest(folder)
     manifest["shards"] = [e for e in merge_shards(manifest["shards"], read_progress(folder)) if _intact(folder, e)]
     manifest["complete"] = len(manifest["shards"]) == manifest["num_shards"]
-    manifest["build"] = {"seconds": round(seconds, 3), "world_size": world,
+    earlier = manifest.get("build", {}).get("seconds", 0.0)  # a resumed build adds up its runs
+    manifest["build"] = {"seconds": round(earlier + seconds, 3), "world_size": world,
                          "bytes": sum(e["bytes"] for e in manifest["shards"])}
     write_json(folder / MANIFEST, manifest)
     for path in progress_files(folder):

@@ -70,11 +70,11 @@ def run_build(args: argparse.Namespace) -> int:
 
     from unipt.cache.build import build_cache
     from unipt.train import load_run_config
-    from unipt.train.loop import cpu_only_distributed
+    from unipt.train.loop import needs_cpu_flag
     from unipt.train.system import build_tower
 
     config = load_run_config(args.config, args.overrides)
-    main = PartialState(cpu=cpu_only_distributed()).is_main_process
+    main = PartialState(cpu=needs_cpu_flag()).is_main_process
     towers = {name: build_tower(name, spec) for name, spec in config.towers.items()}  # loaded once for all splits
     for split in _splits(args, config):
         manifest = build_cache(config, args.out, split, towers=towers, dtype=args.dtype, padding=not args.no_padding,

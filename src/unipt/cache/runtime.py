@@ -19,7 +19,7 @@ from unipt.cache.source import split_fingerprint
 from unipt.train.batching import Collator
 from unipt.train.config import RunConfig
 from unipt.train.data import RunData
-from unipt.train.loop import cpu_only_distributed
+from unipt.train.loop import needs_cpu_flag
 from unipt.train.system import AdaptedSystem
 
 
@@ -63,7 +63,7 @@ def use_cache(config: RunConfig, system: AdaptedSystem, data: RunData, cache_dir
         cached = CachedDataset(folder, verify=verify)
         cached.check({"towers": identity, "dataset": split_fingerprint(config, role, dataset)})
         replaced[role] = cached
-    if live and PartialState(cpu=cpu_only_distributed()).is_main_process:
+    if live and PartialState(cpu=needs_cpu_flag()).is_main_process:
         print(f"activation cache {root}: no cache for {live}; those splits run the backbone")
     live_collate = Collator(system.tower_info, data.answer_index)
     collate = RoutingCollator(CacheCollator(data.answer_index), live_collate)

@@ -116,8 +116,8 @@ class RunConfig:
         for key, klass in sections.items():
             values = dict(data.get(key) or {})
             _reject_unknown(klass, values, f"{key}.")
-            if key == "optim" and "betas" in values:
-                values["betas"] = tuple(values["betas"])
+            if key == "optim":
+                _coerce_numbers(values)
             built[key] = klass(**values)
         return cls(towers=towers, **built)
 
@@ -151,6 +151,21 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         if not isinstance(node, dict):
             raise ValueError(f"override {item!r}: {part!r} is not a section")
     node[parts[-1]] = yaml.safe_load(raw)
+
+
+_FLOAT_FIELDS = ("lr", "head_lr", "weight_decay", "eps", "warmup_ratio", "step_gamma", "grad_clip")
+
+
+def _coerce_numbers(values: dict[str, Any]) -> None:
+    """YAML reads ``1e-3`` (no dot) as a string: turn the optimiser's numbers into floats."""
+    for key in _FLOAT_FIELDS:
+        if values.get(key) is not None:
+            try:
+                values[key] = float(values[key])
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"optim.{key} must be a number, got {values[key]!r}") from err
+    if "betas" in values:
+        values["betas"] = tuple(float(b) for b in values["betas"])
 
 
 def _reject_unknown(klass: type, values: dict[str, Any], prefix: str) -> None:

@@ -53,7 +53,7 @@ class Trainer:
                  accelerator: Accelerator | None = None):
         self.config = config
         self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.train.bf16 else "no",
-                                                      cpu=cpu_only_distributed())
+                                                      cpu=needs_cpu_flag())
         set_seed(config.train.seed)
         self.out = Path(config.train.output_dir)
         self.data = data or load_run_data(config)
@@ -164,6 +164,10 @@ class Trainer:
         restore_weights(self.accelerator.unwrap_model(self.system), weights, last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        # The schedule may be longer now (more epochs): recompute the current lr from this run's schedule.
+        for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * fn(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
         if self.main:
             print(f"resuming from {last} after epoch {state['epoch']}")
         return int(state["epoch"]), meta.get("best"), meta.get("history", [])
@@ -198,9 +202,12 @@ class Trainer:
         return result
 
 
-def cpu_only_distributed() -> bool:
-    """True under ``torchrun`` (several processes) on a machine without an accelerator: Accelerate then
-    needs ``cpu=True`` to join the gloo process group; without it every process silently trains alone."""
+def needs_cpu_flag() -> bool:
+    """Whether Accelerate must be created with ``cpu=True``: under ``torchrun`` / ``accelerate launch``
+    (several processes) on a machine without an accelerator (else every process silently trains alone
+    instead of joining a gloo process group), or when ``accelerate launch --cpu`` asked for it."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
     available = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not available
 

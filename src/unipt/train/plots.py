@@ -21,5 +21,5 @@ def plot_history(history: list[dict[str, Any]], path: Path, metric: str, title: 
     ax_metric.plot(epochs, values, marker="o")
     ax_metric.set(xlabel="epoch", ylabel=metric, title=f"{title}: eval {metric}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
