@@ -21,7 +21,7 @@ from unipt.config import UniPTConfig
 from unipt.fingerprint import fingerprint, structure_hash
 from unipt.nn import build_side_network
 from unipt.outputs import AdaptedOutput
-from unipt.taps import BackboneTapper, Taps, discover_widths
+from unipt.taps import BackboneTapper, Taps, discover_widths, fill_config_widths
 
 CONFIG_NAME = "unipt_config.json"
 WEIGHTS_NAME = "unipt_side.safetensors"
@@ -44,7 +44,7 @@ class UniPTModel(nn.Module):
             p.requires_grad_(False)
         backbone.train(config.keep_backbone_dropout)
         self.tapper = BackboneTapper(backbone, config)
-        _fill_widths(config, discover_widths(self.tapper, example_inputs))
+        fill_config_widths(config, discover_widths(self.tapper, example_inputs))
         self.side = build_side_network(config)
         self.backbone_fingerprint = fingerprint(backbone)
 
@@ -157,35 +157,6 @@ def get_unipt_model(
             by default a dummy batch is made from the backbone's config.
     """
     return UniPTModel(backbone, config or UniPTConfig(), example_inputs)
-
-
-def _fill_widths(config: UniPTConfig, taps: Taps) -> None:
-    """Set ``input_kind`` and widths from real tap shapes, refusing a config made for other widths."""
-    if config.input_kind is None:
-        if taps.decoder_hidden:
-            config.input_kind = "cross_stream"
-        else:
-            config.input_kind = "spatial" if taps.hidden[0].dim() == 4 else "sequence"
-    spatial = taps.hidden[0].dim() == 4
-    if spatial != (config.input_kind == "spatial"):
-        raise ValueError(
-            f"preset {config.preset!r} expects {config.input_kind} taps but the backbone gives "
-            f"{'[B, C, H, W] maps' if spatial else '[B, L, D] tokens'}; choose a preset for this backbone "
-            "(e.g. 'auto') or other taps"
-        )
-    found: dict[str, Any] = {"in_widths": [h.shape[1 if spatial else -1] for h in taps.hidden]}
-    if taps.decoder_hidden:
-        found["decoder_widths"] = [h.shape[-1] for h in taps.decoder_hidden]
-    if config.input_kind == "single_query":
-        found["final_width"] = taps.final.shape[-1]
-    for key, value in found.items():
-        current = getattr(config, key)
-        if current is not None and (list(current) != list(value) if isinstance(value, list) else current != value):
-            raise ValueError(
-                f"UniPTConfig.{key}={current} does not match the backbone ({value}); drop it from the config "
-                "to let get_unipt_model discover it"
-            )
-        setattr(config, key, value)
 
 
 def _atomic_write(path: Path, write: Any) -> None:

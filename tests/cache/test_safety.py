@@ -110,9 +110,9 @@ def test_dropout_augmentation_and_other_methods_are_refused(config, data_root, t
     with pytest.raises(CacheRefused, match="augmentation"):
         build_cache(augmented, tmp_path / "c", "train", progress=False)
 
-    lora = tiny.config(data_root, tmp_path / "r", **{"towers.text.method": "frozen"})
-    with pytest.raises(CacheRefused, match="method 'frozen'"):
-        build_cache(lora, tmp_path / "c", "train", progress=False)
+    bitfit = tiny.config(data_root, tmp_path / "r", **{"towers.text.method": "bitfit"})
+    with pytest.raises(CacheRefused, match="method 'bitfit'"):
+        build_cache(bitfit, tmp_path / "c", "train", progress=False)
     assert not (tmp_path / "c" / "train" / "manifest.json").exists()
 
 

@@ -28,6 +28,10 @@ def main(data: Path, out: Path, batch: int) -> None:
     cached_config = tiny.config(data, out / "run_cached", **{"train.batch_size": batch, "train.cache_dir": str(cache)})
     manifests = {split: build_cache(cached_config, cache, split, records_per_shard=16, batch_size=8, progress=False)
                  for split in ("train", "eval", "test")}
+    for split, manifest in manifests.items():
+        files = sorted((p.name, p.stat().st_size) for p in (cache / split).iterdir())
+        assert manifest["complete"], (f"rank {state.process_index}: {split} incomplete after the build: "
+                                      f"{[e['index'] for e in manifest['shards']]}, files {files}")
     live = Trainer(tiny.config(data, out / "run_live", **{"train.batch_size": batch}))
     initial = {k: v.clone() for k, v in live.system.trainable_state_dict().items()}
     prepared = _record_prepare(live)

@@ -7,16 +7,18 @@ from torch import nn
 from unipt.baselines._features import token_output
 from unipt.baselines.base import AdaptedMethod
 from unipt.config import UniPTConfig
+from unipt.fingerprint import fingerprint
 from unipt.outputs import AdaptedOutput
-from unipt.taps import BackboneTapper, Taps
+from unipt.taps import BackboneTapper, Taps, discover_widths, fill_config_widths
 
 
 class FrozenProbe(AdaptedMethod):
     """Frozen backbone under ``torch.no_grad()``; returns its final features as tokens.
 
-    The final features are exactly what UniPT uses as its guide (the last hidden state of a
-    Transformer, the last stage of a CNN, found by the same tap selection), so "frozen vs UniPT" compares
-    the same frozen signal with and without the side network. The wrapper has 0 trainable parameters.
+    The probe taps the backbone exactly as UniPT's automatic selection does and keeps only the last tap,
+    UniPT's guide (the last hidden state of a Transformer, the last stage of a CNN). So "frozen vs
+    UniPT" compares the same frozen signal with and without the side network, and one activation cache
+    serves both. The wrapper has 0 trainable parameters.
     Output: ``last_hidden_state`` ``[B, L, D]`` (``[B, H*W, C]`` for a CNN feature map).
     """
 
@@ -26,13 +28,19 @@ class FrozenProbe(AdaptedMethod):
     def __init__(self, backbone: nn.Module, *, backbone_train_mode: bool = False, probe_size: int = 224) -> None:
         backbone.requires_grad_(False)
         super().__init__(backbone, backbone_train_mode=backbone_train_mode)
-        # Only the deepest CNN stage is needed; Transformers expose every hidden state anyway.
-        self.tapper = BackboneTapper(backbone, UniPTConfig(max_stages=1, probe_size=probe_size))
+        self.config = UniPTConfig(probe_size=probe_size)
+        self.tapper = BackboneTapper(backbone, self.config)
+        fill_config_widths(self.config, discover_widths(self.tapper, None))
+        self.backbone_fingerprint = fingerprint(backbone)  # lets an activation cache check its identity
 
     def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:
         if args:
             backbone_inputs = {"pixel_values": args[0], **backbone_inputs}
-        return self.adapt(self.tapper(backbone_inputs))  # the tapper runs under torch.no_grad()
+        return self.adapt(self.tap(**backbone_inputs))
+
+    def tap(self, **backbone_inputs: object) -> Taps:
+        """Run the frozen backbone under ``torch.no_grad()`` and return its taps."""
+        return self.tapper(backbone_inputs)
 
     def adapt(self, taps: Taps) -> AdaptedOutput:
         """Features from taps computed earlier (e.g. read from an activation cache)."""

@@ -57,6 +57,8 @@ class IA3(PeftMethod):
         return self.adapted_modules("ia3_l")
 
 
-def _leaves(names: Sequence[str]) -> set[str]:
-    """Distinct trailing name parts (``encoder.layer.0.attention.self.key`` -> ``self.key``)."""
-    return {".".join(n.split(".")[-2:]) for n in names}
+def _leaves(names: Sequence[str], limit: int = 6) -> set[str]:
+    """Distinct trailing name parts (``encoder.layer.0.attention.self.key`` -> ``self.key``); only the last
+    part when that gives more than ``limit`` (CNN blocks: ``_blocks.3._expand_conv`` -> ``_expand_conv``)."""
+    two = {".".join(n.split(".")[-2:]) for n in names}
+    return two if len(two) <= limit else {n.rsplit(".", 1)[-1] for n in names}

@@ -1,74 +1,170 @@
-"""``python -m unipt.bench``: the quick benchmark on a random BERT (no downloads), or a scaling sweep.
+"""``unipt bench ...`` / ``python -m unipt.bench ...``: the suites, the scaling sweep, the GPU table.
 
 Examples::
 
-    python -m unipt.bench --out runs/bench
-    python -m unipt.bench --methods full,lora,lst,unipt --scaling depth --values 2,4,8 --out runs/depth
+    unipt bench suite                      # the three real suites, ~1 h on 2 CPU cores -> benchmarks/results
+    unipt bench quick                      # the same, tiny subsets (~5 min) -> runs/bench-quick
+    unipt bench suite --suites rotten_tomatoes --seeds 3
+    unipt bench scaling                    # depth 6/12/24 and batch 4..32 on a random BERT -> benchmarks/results
+    unipt bench gpu --device cuda          # full-size backbones on one GPU (benchmarks/gpu.sh)
+    unipt bench micro --methods full,lora,unipt   # one random-BERT workload, cost only
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import sys
 from collections.abc import Sequence
-
-from unipt.bench.report import format_markdown, plot_scaling, write_json, write_report
-from unipt.bench.run import run_benchmark, run_scaling
-from unipt.bench.workload import Workload, tiny_bert_workload
+from typing import Any
 
 DEFAULT_METHODS = "frozen,full,bitfit,lora,ia3,lst,unipt"
+_THREADS = (
+    "torch threads for every measured process (default 1: on a shared machine more threads than free cores "
+    "oversubscribe and slow everything down several-fold; 0 = torch's default, for an idle machine)"
+)
 
 
-def _workload(args: argparse.Namespace, x_name: str | None = None, value: int | None = None) -> Workload:
-    sizes = {
-        "hidden": args.hidden,
-        "layers": args.layers,
-        "heads": args.heads,
-        "seq_len": args.seq_len,
-        "batch_size": args.batch_size,
-    }
-    if x_name is not None:
-        sizes[{"depth": "layers", "batch": "batch_size"}[x_name]] = value
-    return tiny_bert_workload(**sizes)
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` unless 0/None (keep torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+# ------------------------------------------------------------------------------------------ commands
+def _suite(args: argparse.Namespace) -> int:
+    from unipt.bench.suite_report import run_suites
+
+    set_threads(args.threads)
+    return run_suites(args)
+
+
+def _quick(args: argparse.Namespace) -> int:
+    args.quick = True
+    return _suite(args)
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    from unipt.bench.scaling import ScalingOptions, format_scaling, run_scaling_sweeps, write_scaling
+
+    opts = ScalingOptions(
+        depths=_ints(args.depths), batches=_ints(args.batches), hidden=args.hidden, heads=args.heads,
+        seq_len=args.seq_len, layers=args.layers, batch_size=args.batch_size,
+        methods=tuple(_names(args.methods) or DEFAULT_METHODS.split(",")), repeats=args.repeats,
+        warmup=args.warmup, measure_memory=not args.no_memory, device=args.device, progress=not args.no_progress,
+        threads=args.threads or None,
+    )
+    set_threads(args.threads)
+    reports = run_scaling_sweeps(opts)
+    for report in reports:
+        print(format_scaling(report))
+    for path in write_scaling(reports, args.out).values():
+        print(path)
+    return 0
+
+
+def _micro(args: argparse.Namespace) -> int:
+    from unipt.bench.report import format_markdown, write_report
+    from unipt.bench.run import run_benchmark
+    from unipt.bench.workload import tiny_bert_workload
+
+    workload = tiny_bert_workload(hidden=args.hidden, layers=args.layers, heads=args.heads, seq_len=args.seq_len,
+                                  batch_size=args.batch_size)
+    set_threads(args.threads)
+    report = run_benchmark(workload, _names(args.methods) or DEFAULT_METHODS.split(","), device=args.device,
+                           repeats=args.repeats, warmup=args.warmup, measure_memory=not args.no_memory,
+                           progress=not args.no_progress, threads=args.threads or None)
+    paths = write_report(report, args.out, stem="micro")
+    print(format_markdown(report))
+    print("\n".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _gpu(args: argparse.Namespace) -> int:
+    from unipt.bench.gpu import run_gpu
+
+    return run_gpu(args)
+
+
+# ------------------------------------------------------------------------------------------ parsers
+def _suite_arguments(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("--suites", default="rotten_tomatoes,fashion_mnist,tuxpaint", help="comma-separated suites")
+    p.add_argument("--methods", help="comma-separated subset of each suite's methods (default: all)")
+    p.add_argument("--seeds", type=int, default=1, help="training runs per method (mean ± std over seeds)")
+    p.add_argument("--quick", action="store_true", help="tiny subsets and 1 epoch (~5 minutes in all)")
+    p.add_argument("--repeats", type=int, help="timed steps per method (default 10, quick 3)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (default 2, quick 1)")
+    p.add_argument("--threads", type=int, default=1, help=_THREADS)
+    p.add_argument("--out", default=out, help="where the Markdown, JSON and PNG go")
+    p.add_argument("--work-dir", default="runs/bench", help="training runs and their logs")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _sizes_arguments(p: argparse.ArgumentParser, layers: int, batch: int) -> None:
+    p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated registry names")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--layers", type=int, default=layers)
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory readings")
+    p.add_argument("--threads", type=int, default=1, help=_THREADS)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` with its sub-commands to the ``unipt`` command's sub-parsers; returns the ``bench`` parser."""
+    from unipt.bench import gpu
+
+    bench = subparsers.add_parser("bench", help="side-by-side cost / accuracy benchmarks of every method",
+                                  description=__doc__.splitlines()[0])
+    sub = bench.add_subparsers(dest="bench_command", required=True)
+
+    p = sub.add_parser("suite", help="accuracy + cost on Rotten Tomatoes, Fashion-MNIST and Tux Paint")
+    _suite_arguments(p, "benchmarks/results")
+    p.set_defaults(func=_suite)
+
+    p = sub.add_parser("quick", help="the suites on tiny subsets (~5 minutes)")
+    _suite_arguments(p, "runs/bench-quick")
+    p.set_defaults(func=_quick)
+
+    p = sub.add_parser("scaling", help="memory and step time vs backbone depth and batch size (random BERT)")
+    _sizes_arguments(p, layers=12, batch=8)
+    p.add_argument("--depths", default="6,12,24")
+    p.add_argument("--batches", default="4,8,16,32")
+    p.add_argument("--out", default="benchmarks/results")
+    p.set_defaults(func=_scaling)
+
+    p = sub.add_parser("micro", help="cost only, one random-BERT workload")
+    _sizes_arguments(p, layers=4, batch=16)
+    p.add_argument("--out", default="runs/bench-micro")
+    p.set_defaults(func=_micro)
+
+    p = sub.add_parser("gpu", help="full-size random backbones at paper batch sizes on one GPU")
+    gpu.add_arguments(p)
+    p.set_defaults(func=_gpu)
+    return bench
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m unipt.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated registry names")
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--no-memory", action="store_true", help="skip the isolated peak-memory processes")
-    parser.add_argument("--scaling", choices=["depth", "batch"], help="sweep one workload size instead")
-    parser.add_argument("--values", default="2,4,8", help="values for --scaling")
-    parser.add_argument("--out", default="bench-out", help="output folder")
+    """Stand-alone parser for ``python -m unipt.bench <command>``."""
+    parser = argparse.ArgumentParser(prog="python -m unipt", description=__doc__.splitlines()[0])
+    add_bench_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    options = {
-        "device": args.device,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "measure_memory": not args.no_memory,
-    }
-    if args.scaling:
-        values = [int(v) for v in args.values.split(",")]
-        scaling = run_scaling(
-            functools.partial(_workload, args, args.scaling), values, methods, x_name=args.scaling, **options
-        )
-        print(write_json(scaling, f"{args.out}/scaling-{args.scaling}.json"))
-        print(plot_scaling(scaling, f"{args.out}/scaling-{args.scaling}.png"))
-        return 0
-    report = run_benchmark(_workload(args), methods, **options)
-    paths = write_report(report, args.out)
-    print(format_markdown(report))
-    print("\n".join(str(p) for p in paths.values()))
-    return 0
+    args = build_parser().parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)

@@ -31,8 +31,15 @@ def _metric(row: MethodResult) -> str:
     return f"{row.metric_mean:.4g} ± {row.metric_std:.2g} (n={len(row.metric_values)})"
 
 
+def _cell(row: MethodResult, text: str) -> str:
+    """A measurement cell, or the row's status (``OOM``, ``error``) where the measurement is missing."""
+    if text == "—" and row.status != "ok":
+        return row.status if len(row.status) <= 24 else row.status[:21] + "..."
+    return text
+
+
 def format_markdown(report: BenchmarkReport) -> str:
-    """The benchmark as a Markdown table with a header and footnotes."""
+    """The benchmark as a Markdown table with a header, footnotes and (if computed) the target checks."""
     ref = report.row(report.reference_method)
     metric = report.metric_name or "metric"
     lines = [
@@ -40,36 +47,51 @@ def format_markdown(report: BenchmarkReport) -> str:
         "",
         report.description,
         "",
-        f"| Method | Variant | Trainable params | Saved (MiB) | Saved act. (MiB) | Peak (MiB) | Step (ms) "
-        f"| Peak / step vs {report.reference_method} | {metric} (mean ± std) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        f"| Method | Variant | Trainable params | Saved (MiB) | Saved act. (MiB) | Grads + AdamW (MiB) "
+        f"| Peak (MiB) | Step (ms) | Peak / step vs {report.reference_method} | {metric} (mean ± std) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report.rows:
-        step = "—" if r.step_ms is None else f"{r.step_ms:.2f}"
+        step = "—" if r.step_ms is None else f"{r.step_ms:.1f}"
         vs = (
             f"{_ratio(r.peak_bytes, ref.peak_bytes if ref else None)} / "
             f"{_ratio(r.step_ms, ref.step_ms if ref else None)}"
         )
+        grads = _mib(r.gradient_bytes + r.optimizer_state_bytes) if r.status == "ok" else "—"
         lines.append(
             f"| {r.method} | {r.variant} | {r.trainable_params:,} | {_mib(r.saved_bytes)} "
-            f"| {_mib(r.saved_activation_bytes)} | {_mib(r.peak_bytes)} | {step} | {vs} | {_metric(r)} |"
+            f"| {_cell(r, _mib(r.saved_activation_bytes) if r.status == 'ok' else '—')} | {grads} "
+            f"| {_cell(r, _mib(r.peak_bytes))} | {_cell(r, step)} | {vs} | {_cell(r, _metric(r))} |"
         )
     lines.append("")
     if report.reference_forward_ms is not None:
         lines.append(
             f"Physical reference: inference-only backbone forward (`torch.inference_mode`, same "
-            f"batch) = {report.reference_forward_ms:.2f} ms."
+            f"batch) = {report.reference_forward_ms:.2f} ms"
+            + (
+                f"; its peak {_mib(report.reference_peak_bytes)} MiB above {_mib(report.reference_parameter_bytes)} "
+                f"MiB of weights."
+                if report.reference_peak_bytes is not None
+                else "."
+            )
         )
     backends = sorted({r.peak_backend for r in report.rows if r.peak_backend})
     lines += [
         "Trainable params exclude the shared task head; saved activations, gradients and optimizer state "
         "include it.",
-        f"Peak = peak training memory above the loaded model, one fresh process per method "
-        f"({', '.join(backends) or 'not measured'}). Step = median of interleaved steps.",
+        f"Peak = peak training memory above the loaded model ({', '.join(backends) or 'not measured'}; CPU: "
+        f"resident set, one fresh process per method; CUDA: max_memory_allocated). Step = median of "
+        f"interleaved steps.",
     ]
+    if report.elapsed_s is not None:
+        lines.append(f"Wall time of this suite: {report.elapsed_s / 60:.1f} min.")
     if ref is None:
         lines.append(f"No `{report.reference_method}` row: ratios not available.")
     lines += [f"- {note}" for note in report.notes]
+    if report.targets:
+        from unipt.bench.targets import checks_from_dicts, format_targets
+
+        lines += ["", format_targets(checks_from_dicts(report.targets), f"Target checks ({report.workload})")]
     return "\n".join(lines) + "\n"
 
 

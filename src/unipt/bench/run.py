@@ -66,6 +66,7 @@ def run_benchmark(
     seed: int = 0,
     progress: bool = True,
     notes: Sequence[str] = (),
+    threads: int | None = None,
 ) -> BenchmarkReport:
     """Measure every method on ``workload`` and return a :class:`BenchmarkReport`.
 
@@ -87,7 +88,9 @@ def run_benchmark(
     }
     times = time_interleaved(timed, repeats=repeats, warmup=warmup, device=device, progress=progress)
     peaks = (
-        measure_peak_memory_all(workload, specs, steps=memory_steps, device=device, progress=progress)
+        measure_peak_memory_all(
+            workload, specs, steps=memory_steps, device=device, progress=progress, threads=threads
+        )
         if measure_memory
         else {}
     )

@@ -147,8 +147,9 @@ def build_training_step(
     labels = batch.pop("labels")
     opts = dict(options or {})
     if method in ("lst", "unipt") and "example_inputs" not in opts:
-        # Side networks size themselves from real tap shapes; the real batch is always a valid probe.
-        opts["example_inputs"] = {k: v.cpu() for k, v in batch.items()}
+        # Side networks size themselves from real tap shapes; one real sample is always a valid probe
+        # (the whole batch would run the backbone once more, on the CPU, before the model is moved).
+        opts["example_inputs"] = {k: v[:1].cpu() for k, v in batch.items()}
     model = build_method(method, backbone, **opts).to(device)
     model.train()
     # Re-seed: methods consume different amounts of randomness, the head must still start identical.

@@ -73,8 +73,9 @@ def build_cache(config: RunConfig, out: str | os.PathLike[str], split: str = "tr
         _prepare(folder, source, identity, storage, existing, records_per_shard, shard_mb)
     state.wait_for_everyone()
     manifest = read_manifest(folder)
-    done = {int(e["index"]) for e in merge_shards(manifest["shards"], read_progress(folder))
-            if _intact(folder, e)}
+    # Only what rank 0 recorded before the barrier: progress files written since (by a faster rank) must not
+    # change this rank's share, or two ranks would split the remaining shards differently.
+    done = {int(e["index"]) for e in manifest["shards"]}
     todo = [i for i in range(manifest["num_shards"]) if i not in done]
     mine = todo[state.process_index::state.num_processes]
     _build_shards(source, folder, manifest, mine, state, progress)

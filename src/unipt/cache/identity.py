@@ -111,10 +111,13 @@ def _describe_tokenizer(tokenizer: Any) -> dict[str, Any]:
 
 def tower_identity(name: str, field: str, backbone: Any, module: torch.nn.Module, method: str = "unipt"
                    ) -> dict[str, Any]:
-    """Identity of one UniPT tower: backbone name + fingerprint, tap selection, preprocessing, record field."""
+    """Identity of one UniPT (or frozen-probe) tower: backbone name + fingerprint, tap selection, preprocessing and
+    record field."""
+    # The method is not part of the identity: the taps depend only on the backbone, the tap selection and
+    # the preprocessing, so a cache built for a UniPT tower also serves a frozen probe on the same taps.
+    del method
     config = module.config
     return {
-        "method": method,
         "backbone": backbone.name,
         "field": field,
         "fingerprint": dict(module.backbone_fingerprint),
@@ -134,9 +137,9 @@ def check_cacheable(towers: dict[str, tuple[str, Any, torch.nn.Module, str]], da
     """
     reasons = []
     for name, (field, _, module, method) in towers.items():
-        if method != "unipt" or not hasattr(module, "tap"):
-            reasons.append(f"tower {name!r} uses method {method!r}: only UniPT towers read frozen taps (other "
-                           "methods change the backbone's activations while training)")
+        if not (hasattr(module, "tap") and hasattr(module, "adapt")):
+            reasons.append(f"tower {name!r} uses method {method!r}: only UniPT and frozen towers read frozen taps "
+                           "(other methods change the backbone's activations while training)")
             continue
         if module.config.keep_backbone_dropout:
             reasons.append(f"tower {name!r} keeps backbone dropout (keep_backbone_dropout=True): its activations "

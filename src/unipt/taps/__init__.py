@@ -2,7 +2,7 @@
 
 from unipt.taps.auto import find_cnn_stages, is_hf_model, probe_inputs
 from unipt.taps.hooks import TapNotFoundError, capture_outputs, resolve_module_names
-from unipt.taps.tapper import BackboneTapper, Taps, discover_widths
+from unipt.taps.tapper import BackboneTapper, Taps, discover_widths, fill_config_widths
 
 __all__ = [
     "BackboneTapper",
@@ -10,6 +10,7 @@ __all__ = [
     "Taps",
     "capture_outputs",
     "discover_widths",
+    "fill_config_widths",
     "find_cnn_stages",
     "is_hf_model",
     "probe_inputs",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -127,3 +128,32 @@ def discover_widths(tapper: BackboneTapper, example_inputs: dict[str, torch.Tens
     """Run the backbone once on ``example_inputs`` (or a probe batch) to learn the tap shapes."""
     inputs = example_inputs or probe_inputs(tapper.backbone, tapper.config.probe_size)
     return tapper(inputs)
+
+
+def fill_config_widths(config: UniPTConfig, taps: Taps) -> None:
+    """Set ``input_kind`` and widths from real tap shapes, refusing a config made for other widths."""
+    if config.input_kind is None:
+        if taps.decoder_hidden:
+            config.input_kind = "cross_stream"
+        else:
+            config.input_kind = "spatial" if taps.hidden[0].dim() == 4 else "sequence"
+    spatial = taps.hidden[0].dim() == 4
+    if spatial != (config.input_kind == "spatial"):
+        raise ValueError(
+            f"preset {config.preset!r} expects {config.input_kind} taps but the backbone gives "
+            f"{'[B, C, H, W] maps' if spatial else '[B, L, D] tokens'}; choose a preset for this backbone "
+            "(e.g. 'auto') or other taps"
+        )
+    found: dict[str, Any] = {"in_widths": [h.shape[1 if spatial else -1] for h in taps.hidden]}
+    if taps.decoder_hidden:
+        found["decoder_widths"] = [h.shape[-1] for h in taps.decoder_hidden]
+    if config.input_kind == "single_query":
+        found["final_width"] = taps.final.shape[-1]
+    for key, value in found.items():
+        current = getattr(config, key)
+        if current is not None and (list(current) != list(value) if isinstance(value, list) else current != value):
+            raise ValueError(
+                f"UniPTConfig.{key}={current} does not match the backbone ({value}); drop it from the config "
+                "to let get_unipt_model discover it"
+            )
+        setattr(config, key, value)

@@ -139,7 +139,7 @@ def build_tower(name: str, spec: TowerConfig) -> Tower:
     if spec.image_size is not None and hasattr(prep, "size"):
         prep.size = spec.image_size
     options = dict(spec.options)
-    if spec.method == "unipt" and backbone.modality == "image" and "probe_size" not in options:
+    if spec.method in ("unipt", "frozen") and backbone.modality == "image" and "probe_size" not in options:
         options["probe_size"] = getattr(prep, "size", 224)
     module = build_method(spec.method, backbone.model, **options)
     return Tower(name, spec.field or name, backbone, module)

@@ -1,0 +1,269 @@
+"""Full-size backbones at the paper's batch sizes on one GPU: every method, one table (``benchmarks/gpu.sh``).
+
+Random-initialised (no network needed) BERT-base (32 x 128 tokens), ViT-B/16 (64 images, 224 px), a
+CLIP ViT-B/32 vision tower via transformers (128 images, 224 px) and ResNet-50 (64 images, 224 px).
+Per backbone, in one process on the device:
+
+* each method is built and accounted (exact saved-activation, gradient and AdamW bytes, one step);
+* its peak memory: ``torch.cuda.max_memory_allocated`` over ``memory_steps`` steps minus the memory
+  allocated just before (live tensors only, so the other resident methods do not change it);
+* all surviving methods and the inference-only forward are then timed interleaved.
+
+A method that runs out of memory keeps its row as ``OOM`` and the run goes on. ``--tiny --device cpu``
+runs the same code on miniature configs (the tests use it; CPU peaks are in-process RSS readings and
+only indicative there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unipt.bench.memory import peak_of
+from unipt.bench.results import BenchmarkReport, MethodResult
+from unipt.bench.run import REFERENCE, _variant, account_step
+from unipt.bench.targets import check_targets, checks_from_dicts, format_targets
+from unipt.bench.timing import inference_forward, time_interleaved
+from unipt.bench.workload import MethodSpec, Workload, build_training_step, random_text_batch
+
+_IA3 = {
+    "bert": {"target_modules": ["key", "value", "output.dense"], "feedforward_modules": ["output.dense"]},
+    "vit": {"target_modules": ["key", "value", "output.dense"], "feedforward_modules": ["output.dense"]},
+    "clip": {"target_modules": ["k_proj", "v_proj", "fc2"], "feedforward_modules": ["fc2"]},
+    "resnet": {"target_modules": ["convolution"], "feedforward_modules": []},
+}
+
+
+def _methods(family: str) -> list[MethodSpec]:
+    names = ["frozen", "full", "bitfit", "lora", "ia3", "lst", "unipt"]
+    return [MethodSpec(m, dict(_IA3[family]) if m == "ia3" else {}) for m in names]
+
+
+# ------------------------------------------------------------------------ backbones (picklable factories)
+def make_backbone(family: str, tiny: bool = False) -> nn.Module:
+    """A random-initialised backbone of ``family`` (bert, vit, clip, resnet), full size or ``tiny``."""
+    import transformers as tf
+
+    if family == "bert":
+        size = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64) if tiny else {}
+        return tf.BertModel(tf.BertConfig(**size), add_pooling_layer=False)
+    if family == "vit":
+        size = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                    image_size=32, patch_size=8) if tiny else {}
+        return tf.ViTModel(tf.ViTConfig(**size), add_pooling_layer=False)
+    if family == "clip":
+        size = (dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, image_size=32,
+                     patch_size=8, projection_dim=16) if tiny else
+                dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+                     image_size=224, patch_size=32, projection_dim=512))
+        return tf.CLIPVisionModelWithProjection(tf.CLIPVisionConfig(**size))
+    if family == "resnet":
+        size = dict(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]) if tiny else {}
+        return tf.ResNetModel(tf.ResNetConfig(**size))
+    raise ValueError(f"unknown backbone family {family!r}")
+
+
+def random_image_batch(
+    batch_size: int, size: int = 224, num_classes: int = 2, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """``pixel_values`` ``[B, 3, size, size]`` and labels from the sign of the mean of the first channel."""
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(batch_size, 3, size, size, generator=g)
+    labels = (pixels[:, 0].mean((1, 2)) > 0).long() % num_classes
+    return {"pixel_values": pixels, "labels": labels}
+
+
+@dataclass(frozen=True)
+class GpuCase:
+    """One backbone at one batch: its workload and its methods."""
+
+    workload: Workload
+    methods: list[MethodSpec]
+
+
+def gpu_cases(tiny: bool = False, only: Sequence[str] | None = None) -> list[GpuCase]:
+    """The four paper-like workloads (or their tiny versions); ``only`` filters by family name."""
+    spec = {  # family: (batch, tokens or image side, feature width, description)
+        "bert": (32, 128, 768, "BERT-base, 32 x 128 tokens"),
+        "vit": (64, 224, 768, "ViT-B/16, 64 images at 224 px"),
+        "clip": (128, 224, 768, "CLIP ViT-B/32 vision tower, 128 images at 224 px"),
+        "resnet": (64, 224, 2048, "ResNet-50, 64 images at 224 px"),
+    }
+    tiny_spec = {"bert": (4, 16, 32), "vit": (4, 32, 32), "clip": (4, 32, 32), "resnet": (4, 64, 32)}
+    cases = []
+    for family, (batch, extent, width, text) in spec.items():
+        if only and family not in only:
+            continue
+        if tiny:
+            batch, extent, width = tiny_spec[family]
+            text = f"tiny random {family} ({batch} x {extent})"
+        if family == "bert":
+            batches: Callable[[int], dict[str, torch.Tensor]] = functools.partial(
+                random_text_batch, seq_len=extent, vocab=30522 if not tiny else 128)
+        else:
+            batches = functools.partial(random_image_batch, size=extent)
+        workload = Workload(family, functools.partial(make_backbone, family, tiny), batches, width, 2, batch,
+                            f"random-init {text}")
+        cases.append(GpuCase(workload, _methods(family)))
+    return cases
+
+
+# ------------------------------------------------------------------------ running
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _free(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def run_case(case: GpuCase, *, device: str = "cuda", amp_dtype: torch.dtype | None = None, repeats: int = 15,
+             warmup: int = 3, memory_steps: int = 2, progress: bool = True) -> BenchmarkReport:
+    """Measure every method of ``case`` on ``device``; OOMs and errors become row statuses."""
+    wl = case.workload
+    rows: dict[str, MethodResult] = {}
+    steps: dict[str, Any] = {}
+    notes: list[str] = []
+    for spec in case.methods:
+        try:
+            step = build_training_step(wl, spec.method, spec.options, device=device, amp_dtype=amp_dtype)
+            acc = account_step(step)
+            peak = peak_of(step, spec.key, steps=memory_steps, device=device)
+            rows[spec.key] = MethodResult(
+                method=spec.key, variant=_variant(step.model, spec),
+                trainable_params=sum(p.numel() for p in step.model.parameters() if p.requires_grad),
+                total_params=sum(p.numel() for p in step.model.parameters()),
+                saved_bytes=_saved(step.model), **acc, peak_bytes=peak.peak_delta_bytes, peak_backend=peak.backend,
+            )
+            steps[spec.key] = step
+        except Exception as exc:  # OOM or a method that does not fit this backbone: keep the row
+            status = "OOM" if _is_oom(exc) else f"error: {type(exc).__name__}: {exc}"
+            rows[spec.key] = MethodResult(spec.key, spec.method, 0, 0, 0, 0, 0, 0, status=status)
+            notes.append(f"{spec.key}: {status}")
+            _free(device)
+    reference_ms = ref_peak = ref_params = None
+    try:
+        backbone = wl.backbone_factory().to(device)
+        batch = {k: v.to(device) for k, v in wl.batch_factory(wl.batch_size).items() if k != "labels"}
+        reference = inference_forward(backbone, batch)
+        if amp_dtype is not None:
+            reference = _autocast(reference, device, amp_dtype)
+        ref_peak = peak_of(reference, REFERENCE, steps=memory_steps, device=device).peak_delta_bytes
+        ref_params = sum(p.numel() * p.element_size() for p in backbone.parameters())
+        steps[REFERENCE] = reference
+    except Exception as exc:
+        notes.append(f"inference reference failed: {'OOM' if _is_oom(exc) else exc}")
+        _free(device)
+    try:
+        times = time_interleaved(steps, repeats=repeats, warmup=warmup, device=device, progress=progress)
+    except Exception as exc:  # e.g. OOM with every method resident: time them one at a time instead
+        notes.append(f"interleaved timing failed ({'OOM' if _is_oom(exc) else exc}); timed one method at a time")
+        _free(device)
+        times = {}
+        for key in list(steps):
+            try:
+                times.update(time_interleaved({key: steps[key]}, repeats=repeats, warmup=warmup, device=device,
+                                              progress=False))
+            except Exception as inner:
+                rows[key].status = "OOM" if _is_oom(inner) else f"error: {inner}"
+            steps.pop(key)
+            _free(device)
+    for key, timing in times.items():
+        if key in rows:
+            rows[key].step_ms, rows[key].step_q25_ms, rows[key].step_q75_ms = (
+                timing.median_ms, timing.q25_ms, timing.q75_ms)
+    reference_ms = times[REFERENCE].median_ms if REFERENCE in times else None
+    if not device.startswith("cuda"):
+        notes.append("CPU peaks here are in-process RSS readings with every method resident: indicative only")
+    device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+    report = BenchmarkReport(
+        workload=wl.name, description=wl.description + (f", autocast {amp_dtype}" if amp_dtype else ", fp32"),
+        device=device_name, rows=[rows[s.key] for s in case.methods], reference_forward_ms=reference_ms,
+        notes=notes, reference_peak_bytes=ref_peak, reference_parameter_bytes=ref_params,
+    )
+    report.targets = [c.to_dict() for c in check_targets(report, metrics=False)]
+    steps.clear()
+    _free(device)
+    return report
+
+
+def _saved(model: nn.Module) -> int:
+    from unipt.bench.accounting import saved_state_bytes
+
+    return saved_state_bytes(model)
+
+
+def _autocast(fn: Callable[[], None], device: str, dtype: torch.dtype) -> Callable[[], None]:
+    def run() -> None:
+        with torch.autocast(torch.device(device).type, dtype=dtype):
+            fn()
+
+    return run
+
+
+# ------------------------------------------------------------------------ command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``unipt bench gpu`` / ``python -m unipt.bench.gpu``."""
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (with --tiny, for tests)")
+    parser.add_argument("--tiny", action="store_true", help="miniature configs (CPU smoke test)")
+    parser.add_argument("--bf16", action="store_true", help="autocast the forward to bfloat16 (weights fp32)")
+    parser.add_argument("--only", default="", help="comma-separated subset of bert,vit,clip,resnet")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--memory-steps", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/gpu")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    """Run every case, print and write ``gpu.md`` / ``gpu.json`` (+ one PNG per backbone)."""
+    from unipt.bench.report import format_markdown, plot_report
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("unipt bench gpu: CUDA is not available; use --device cpu --tiny for a smoke test")
+        return 2
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    only = [s for s in args.only.split(",") if s]
+    sections, reports = [], []
+    for case in gpu_cases(args.tiny, only):
+        report = run_case(case, device=args.device, amp_dtype=torch.bfloat16 if args.bf16 else None,
+                          repeats=args.repeats, warmup=args.warmup, memory_steps=args.memory_steps,
+                          progress=not args.no_progress)
+        reports.append(report)
+        section = format_markdown(report)
+        print(section, flush=True)
+        sections.append(section)
+        plot_report(report, out / f"gpu-{report.workload}.png")
+    total = time.perf_counter() - started
+    header = f"# GPU benchmark ({reports[0].device if reports else args.device}), {total / 60:.1f} min\n\n"
+    (out / "gpu.md").write_text(header + "\n".join(sections))
+    combined = {"elapsed_s": total, "reports": [r.to_dict() for r in reports]}
+    (out / "gpu.json").write_text(json.dumps(combined, indent=2))
+    print(f"wrote {out / 'gpu.md'} and {out / 'gpu.json'} in {total:.0f} s")
+    for report in reports:
+        print(format_targets(checks_from_dicts(report.targets), f"targets, {report.workload}"))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unipt.bench.gpu", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_gpu(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

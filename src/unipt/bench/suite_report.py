@@ -1,0 +1,123 @@
+"""``unipt bench suite``: run the chosen suites and write one Markdown/JSON/PNG set per suite plus a summary.
+
+Outputs in ``--out``: ``suite-<name>.md|json|png`` per suite and ``suite.md`` / ``suite.json`` with every
+table, every target check, the machine, the command and the wall time. The machine load is recorded
+before and after each suite: on a shared machine, step times are only comparable *within* one table
+(they are interleaved), and the summary says when other work was competing for the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unipt.bench.report import format_markdown, write_report
+from unipt.bench.results import BenchmarkReport
+from unipt.bench.suite_run import SuiteOptions, run_suite
+from unipt.bench.suites import get_suite
+from unipt.bench.targets import checks_from_dicts, format_targets
+
+
+def machine_description() -> str:
+    """CPU model, logical cores, torch threads, torch and Python versions (one line)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} logical cores, torch {torch.__version__} ({torch.get_num_threads()} "
+            f"threads), Python {platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def load_note(before: float | None, after: float | None, cores: int | None = None) -> str | None:
+    """A note when the 1-minute load average exceeded the cores (other processes competed for the CPU)."""
+    cores = cores or os.cpu_count() or 1
+    readings = [v for v in (before, after) if v is not None]
+    if not readings or max(readings) <= cores + 0.5:
+        return None
+    return (f"shared machine: 1-min load average {before:.1f} before / {after:.1f} after on {cores} cores, so "
+            "other work competed for the CPU; absolute times are inflated and noisier, ratios within this "
+            "table remain comparable (interleaved timing)")
+
+
+def run_suites(args: argparse.Namespace) -> int:
+    """Run ``args.suites``; print each table and its target checks; write the outputs. Returns 0."""
+    quick = bool(getattr(args, "quick", False))
+    opts_base = {
+        "size": "quick" if quick else "full",
+        "seeds": args.seeds,
+        "repeats": args.repeats or (2 if quick else 10),
+        "warmup": args.warmup or (1 if quick else 2),
+        "work_dir": args.work_dir,
+        "threads": args.threads or None,
+        "progress": not args.no_progress,
+        "memory_steps": 2 if quick else 3,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "unipt bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
+    started = time.perf_counter()
+    reports: list[BenchmarkReport] = []
+    for name in [s.strip() for s in args.suites.split(",") if s.strip()]:
+        spec = get_suite(name)
+        methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+        methods = [m for m in methods if m in spec.methods] if methods else None
+        before = _load()
+        report = run_suite(spec, SuiteOptions(methods=methods, **opts_base))
+        note = load_note(before, _load())
+        if note:
+            report.notes.append(note)
+        reports.append(report)
+        write_report(report, out, stem=f"suite-{name}")
+        print(format_markdown(report), flush=True)
+        _write_summary(reports, out, command, time.perf_counter() - started)  # partial results survive a crash
+    total = time.perf_counter() - started
+    _write_summary(reports, out, command, total)
+    print(f"\nall suites: {total / 60:.1f} min; wrote {out / 'suite.md'}, {out / 'suite.json'} and suite-*.png")
+    for report in reports:
+        print(format_targets(checks_from_dicts(report.targets), f"Target checks ({report.workload})"))
+    return 0
+
+
+def format_summary(reports: list[BenchmarkReport], command: str, elapsed_s: float) -> str:
+    """The combined Markdown: header (machine, command, time), every suite's table and target checks."""
+    lines = [
+        "# UniPT benchmark suites",
+        "",
+        f"- Machine: {machine_description()}",
+        f"- Command: `{command}`",
+        f"- Wall time: {elapsed_s / 60:.1f} min for {len(reports)} suite(s)",
+        "",
+    ]
+    lines += [format_markdown(r) for r in reports]
+    return "\n".join(lines)
+
+
+def _write_summary(reports: list[BenchmarkReport], out: Path, command: str, elapsed_s: float) -> None:
+    (out / "suite.md").write_text(format_summary(reports, command, elapsed_s))
+    data: dict[str, Any] = {
+        "machine": machine_description(),
+        "command": command,
+        "elapsed_s": elapsed_s,
+        "suites": [r.to_dict() for r in reports],
+    }
+    (out / "suite.json").write_text(json.dumps(data, indent=2))
