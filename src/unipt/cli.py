@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from unipt.cache.errors import CacheError
+
 
 def _train(args: argparse.Namespace) -> int:
     from unipt.train import Trainer, load_run_config
@@ -27,8 +29,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.output_dir:
         overrides.append(f"train.output_dir={args.output_dir}")
     config = load_run_config(args.config, overrides)
-    result = Trainer(config).fit()
-    print(json.dumps(result.to_dict(), indent=2))
+    trainer = Trainer(config)
+    result = trainer.fit()
+    if trainer.main:
+        print(json.dumps(result.to_dict(), indent=2))
     return 0
 
 
@@ -121,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (FileNotFoundError, ValueError, KeyError, CacheError) as err:
         print(f"unipt {args.command}: error: {err}", file=sys.stderr)
         return 2
 

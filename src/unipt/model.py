@@ -59,18 +59,23 @@ class UniPTModel(nn.Module):
         """Run only the frozen backbone (no autograd graph) and return its taps."""
         return self.tapper(inputs)
 
-    def adapt(self, taps: Taps) -> AdaptedOutput:
-        """Run only the side network on taps (from :meth:`tap` or an activation cache)."""
+    def adapt(self, taps: Taps, consume: bool = False) -> AdaptedOutput:
+        """Run only the side network on taps (from :meth:`tap` or an activation cache).
+
+        With ``consume=True`` the side network drops its references to ``taps.hidden`` as it goes, so
+        each tapped layer can be freed as soon as it is used; otherwise ``taps`` is left intact.
+        """
+        hidden = taps.hidden if consume else list(taps.hidden)
         if self.config.input_kind == "cross_stream":
-            return self.side(taps.hidden, taps.decoder_hidden, taps.mask)
-        return self.side(taps.hidden, taps.mask, taps.final, taps.class_index)
+            return self.side(hidden, list(taps.decoder_hidden), taps.mask)
+        return self.side(hidden, taps.mask, taps.final, taps.class_index)
 
     def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> AdaptedOutput:
         if args:  # model(images) for plain CNNs, like the backbone itself
             if len(args) != 1 or inputs:
                 raise TypeError("pass the backbone's inputs as keywords, or one positional image tensor")
             inputs = {"pixel_values": args[0]}
-        return self.adapt(self.tap(**inputs))
+        return self.adapt(self.tap(**inputs), consume=True)
 
     # ------------------------------------------------------------------------------- parameters
     def trainable_parameters(self) -> tuple[int, int]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import queue
-
 import pytest
 
-from unipt.bench.memory import PeakMemory, _worker, measure_in_this_process, measure_peak_memory
+from unipt.bench.memory import PeakMemory, measure_in_this_process, measure_peak_memory
 from unipt.bench.workload import tiny_bert_workload
 
 from .helpers import token_mlp_workload
@@ -32,8 +30,6 @@ def test_each_method_runs_in_a_fresh_spawned_process():
     _well_formed(reading, "full")
 
 
-def test_worker_reports_failures_instead_of_hanging():
-    out: queue.Queue = queue.Queue()
-    _worker(out, WORKLOAD, "no-such-method", {}, 1, "cpu", 0, None)
-    status, message = out.get_nowait()
-    assert status == "error" and "unknown method" in message
+def test_failures_in_the_fresh_process_surface_instead_of_hanging():
+    with pytest.raises(RuntimeError, match="unknown method"):
+        measure_peak_memory(token_mlp_workload(), "no-such-method", steps=1, threads=1, timeout_s=300)

@@ -24,6 +24,9 @@ from unipt.bench.report import (
 )
 from unipt.bench.results import BenchmarkReport, MethodResult, ScalingPoint, ScalingReport
 from unipt.bench.run import account_step, run_benchmark, run_scaling
+from unipt.bench.suite_run import SuiteOptions, run_suite
+from unipt.bench.suites import SUITES, SuiteSize, SuiteSpec, get_suite
+from unipt.bench.targets import TargetCheck, check_targets, format_targets
 from unipt.bench.timing import TimingResult, inference_forward, time_interleaved
 from unipt.bench.workload import (
     MethodSpec,
@@ -35,6 +38,7 @@ from unipt.bench.workload import (
 )
 
 __all__ = [
+    "SUITES",
     "BenchmarkReport",
     "MethodResult",
     "MethodSpec",
@@ -43,12 +47,19 @@ __all__ = [
     "SavedActivationMeter",
     "ScalingPoint",
     "ScalingReport",
+    "SuiteOptions",
+    "SuiteSize",
+    "SuiteSpec",
+    "TargetCheck",
     "TimingResult",
     "TrainingStep",
     "Workload",
     "account_step",
     "build_training_step",
+    "check_targets",
     "format_markdown",
+    "format_targets",
+    "get_suite",
     "gradient_bytes",
     "inference_forward",
     "load_report",
@@ -60,6 +71,7 @@ __all__ = [
     "plot_scaling",
     "run_benchmark",
     "run_scaling",
+    "run_suite",
     "saved_state_bytes",
     "saved_state_dict",
     "tensor_bytes",

@@ -2,8 +2,8 @@
 
 Allocators keep freed memory around (CUDA's caching allocator, glibc's heap), so a method measured
 after another one in the same process inherits its footprint. Every measurement therefore runs in a
-new ``spawn``-ed process that builds the workload, records a baseline *after* the model, batch and
-optimizer exist, runs a few training steps and reports the peak.
+fresh process (:mod:`unipt.bench.isolate`) that builds the workload, records a baseline *after* the
+model, batch and optimizer exist, runs a few training steps and reports the peak.
 
 * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (allocated, not reserved).
 * CPU: the process's resident set. The high-water mark ``VmHWM`` in ``/proc/self/status`` is reset by
@@ -17,11 +17,8 @@ temporaries) is comparable across devices; ``peak_bytes`` is the absolute readin
 from __future__ import annotations
 
 import gc
-import multiprocessing as mp
-import queue
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -159,31 +156,6 @@ def measure_in_this_process(
     return peak_of(step, method, steps=steps, device=device)
 
 
-def _worker(
-    queue: Any,
-    workload: Workload,
-    method: str,
-    options: Mapping[str, Any] | None,
-    steps: int,
-    device: str,
-    seed: int,
-    threads: int | None,
-) -> None:
-    try:
-        if threads:
-            torch.set_num_threads(threads)
-        queue.put(
-            (
-                "ok",
-                measure_in_this_process(
-                    workload, method, options, steps=steps, device=device, seed=seed
-                ).to_dict(),
-            )
-        )
-    except BaseException as exc:  # report any failure to the parent instead of hanging it
-        queue.put(("error", f"{type(exc).__name__}: {exc}"))
-
-
 def measure_peak_memory(
     workload: Workload,
     method: str,
@@ -195,43 +167,21 @@ def measure_peak_memory(
     threads: int | None = None,
     timeout_s: float = 600.0,
 ) -> PeakMemory:
-    """Measure ``method`` on ``workload`` in a new ``spawn``-ed process and return its :class:`PeakMemory`.
+    """Measure ``method`` on ``workload`` in a fresh process and return its :class:`PeakMemory`.
 
-    ``workload`` and ``options`` must be picklable (factories are top-level functions or partials).
+    The process comes from :func:`unipt.bench.isolate.run_isolated` (a forkserver that has only imported
+    the libraries, else ``spawn``). ``workload`` and ``options`` must be picklable (factories are
+    top-level functions or partials).
     """
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    proc = ctx.Process(
-        target=_worker,
-        args=(results, workload, method, dict(options or {}), steps, device, seed, threads),
-        daemon=True,
-    )
-    proc.start()
-    deadline = time.monotonic() + timeout_s
+    from unipt.bench.isolate import IsolatedError, run_isolated
+
     try:
-        # Poll rather than block: a child killed by the OOM killer never answers.
-        while True:
-            try:
-                status, payload = results.get(timeout=0.5)
-                break
-            except queue.Empty:
-                if not proc.is_alive():
-                    raise RuntimeError(
-                        f"peak-memory process for {method!r} died (exit code {proc.exitcode})"
-                    ) from None
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"peak-memory measurement of {method!r} exceeded {timeout_s:.0f} s"
-                    ) from None
-    finally:
-        proc.join(5.0)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join()
-    if status != "ok":
-        raise RuntimeError(f"peak-memory measurement of {method!r} failed: {payload}")
-    payload.pop("peak_delta_bytes")
-    return PeakMemory(**payload)
+        return run_isolated(
+            measure_in_this_process, workload, method, dict(options or {}), steps=steps, device=device,
+            seed=seed, threads=threads, timeout_s=timeout_s,
+        )
+    except IsolatedError as err:
+        raise RuntimeError(f"peak-memory measurement of {method!r} failed: {err}") from err
 
 
 def measure_peak_memory_all(

@@ -65,8 +65,8 @@ def run_suites(args: argparse.Namespace) -> int:
     opts_base = {
         "size": "quick" if quick else "full",
         "seeds": args.seeds,
-        "repeats": args.repeats or (2 if quick else 10),
-        "warmup": args.warmup or (1 if quick else 2),
+        "repeats": args.repeats or (2 if quick else 8),
+        "warmup": args.warmup or 1,
         "work_dir": args.work_dir,
         "threads": args.threads or None,
         "progress": not args.no_progress,

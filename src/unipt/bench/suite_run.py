@@ -94,9 +94,11 @@ def _tower_summary(step: SystemStep) -> tuple[str, int, int]:
     from unipt.bench.accounting import saved_state_bytes
 
     towers = step.model.towers
-    variant = "; ".join(f"{name}: {method_variant(m)}" for name, m in towers.items())
-    if len(towers) == 1:
-        variant = method_variant(next(iter(towers.values())))
+    variants = {name: method_variant(m) for name, m in towers.items()}
+    if len(set(variants.values())) == 1:  # one tower, or the same method on every tower
+        variant = next(iter(variants.values())) + (f" (towers: {', '.join(variants)})" if len(variants) > 1 else "")
+    else:
+        variant = "; ".join(f"{name}: {v}" for name, v in variants.items())
     trainable = sum(p.numel() for p in towers.parameters() if p.requires_grad)
     saved = sum(saved_state_bytes(m) for m in towers.values())
     return variant, trainable, saved

@@ -108,7 +108,7 @@ SUITES: dict[str, SuiteSpec] = {
         },
         methods=_TEXT_METHODS,
         metric="accuracy",
-        sizes={"full": SuiteSize(640, 320, 2, 32), "quick": SuiteSize(48, 48, 1, 16)},
+        sizes={"full": SuiteSize(1024, 320, 2, 32), "quick": SuiteSize(48, 48, 1, 16)},
         options={"unipt": {"text": {"preset": "auto", "reduction": 2}}, "lst": {"text": {"reduction": 8}}},
     ),
     "fashion_mnist": SuiteSpec(
@@ -122,7 +122,7 @@ SUITES: dict[str, SuiteSpec] = {
         },
         methods=_CNN_METHODS,
         metric="accuracy",
-        sizes={"full": SuiteSize(768, 320, 2, 32), "quick": SuiteSize(48, 48, 1, 16)},
+        sizes={"full": SuiteSize(1024, 320, 2, 32), "quick": SuiteSize(48, 48, 1, 16)},
         options={
             "unipt": {"image": {"preset": "auto", "reduction": 4, "probe_size": 64}},
             "lst": {"image": {"reduction": 8, "probe_size": 64}},
@@ -131,10 +131,10 @@ SUITES: dict[str, SuiteSpec] = {
     ),
     "tuxpaint": SuiteSpec(
         name="tuxpaint",
-        title="EfficientNet-Lite0 + MiniLM dual encoder on Tux Paint image-text retrieval (128 px)",
+        title="EfficientNet-Lite0 + MiniLM dual encoder on Tux Paint image-text retrieval (96 px)",
         config={
             "towers": {
-                "image": {"backbone": "efficientnet-lite0", "image_size": 128},
+                "image": {"backbone": "efficientnet-lite0", "image_size": 96},
                 "text": {"backbone": "minilm", "max_length": 32},
             },
             "task": {"name": "retrieval", "options": {"embed_dim": 256, "loss": "triplet", "margin": 0.2}},
@@ -143,13 +143,13 @@ SUITES: dict[str, SuiteSpec] = {
         },
         methods=_DUAL_METHODS,
         metric="rsum",
-        sizes={"full": SuiteSize(None, None, 4, 32), "quick": SuiteSize(48, 48, 1, 16)},
+        sizes={"full": SuiteSize(None, None, 3, 32), "quick": SuiteSize(48, 48, 1, 16)},
         options={
             "unipt": {
-                "image": {"preset": "vse_cnn", "reduction": 4, "out_width": 512, "probe_size": 128},
+                "image": {"preset": "vse_cnn", "reduction": 4, "out_width": 512, "probe_size": 96},
                 "text": {"preset": "vse_text", "reduction": 2, "out_width": 512},
             },
-            "lst": {"image": {"reduction": 8, "probe_size": 128}, "text": {"reduction": 8}},
+            "lst": {"image": {"reduction": 8, "probe_size": 96}, "text": {"reduction": 8}},
         },
     ),
 }

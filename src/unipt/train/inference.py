@@ -28,6 +28,8 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None, tag: str =
         apply_override(data, item)
     config = RunConfig.from_dict(data)
     config.train.output_dir = str(run)
+    if not any(item.startswith("train.cache_dir=") for item in overrides or []):
+        config.train.cache_dir = None  # evaluation and prediction read raw data unless asked otherwise
     trainer = Trainer(config)
     checkpoint = run / "checkpoints" / tag
     weights, _, _ = load_checkpoint(checkpoint)
