@@ -44,7 +44,7 @@ def _eval(args: argparse.Namespace) -> int:
     dataset = {"eval": trainer.data.eval, "test": trainer.data.test, "train": trainer.data.train}[split]
     if dataset is None:
         raise SystemExit(f"the run config has no {split} split (its data.test_split is null); use --split eval")
-    print(f"{split} split:")
+    print(f"evaluating the {split} split", file=sys.stderr)
     print(json.dumps(trainer.evaluate(dataset), indent=2))
     return 0
 

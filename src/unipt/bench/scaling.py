@@ -127,8 +127,9 @@ def plot_scaling_grid(reports: list[ScalingReport], path: str | Path) -> Path:
                 row[2].plot(xs, [p.step_ms for p in pts], marker="o", label=method, **style)
         if report.reference_ms:
             ref = sorted((float(x), ms) for x, ms in report.reference_ms.items())
-            row[2].plot([x for x, _ in ref], [ms for _, ms in ref], linestyle="--", color="tab:red",
-                        label="inference forward")
+            row[2].plot([x for x, _ in ref], [ms for _, ms in ref], linestyle="--", color="gray",
+                        label="inference-only forward")
+            row[2].legend(fontsize="small")
         titles = ("peak memory above model (MiB)", "saved activations (MiB, exact)", "training step (ms, median)")
         for ax, title in zip(row, titles, strict=True):
             ax.set_title(f"{title} vs {report.x_name}", fontsize="medium")
