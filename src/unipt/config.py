@@ -95,6 +95,9 @@ class UniPTConfig:
         eps / eps_mode: L1 row normalisation ``x / (sum + eps)`` (``add``) or ``x / max(sum, eps)``.
         init: ``default`` (PyTorch), ``bert`` (N(0, 0.02)) or ``xavier``.
         interaction / aggregation / guided_pooling: ablation switches of the paper's modules.
+        zero_init_up: start U's last Linear at zero. With ``output_mode="residual"`` the model then starts
+            exactly at the frozen backbone's output (not in the paper's code, which never zero-inits;
+            useful on small data, like LoRA's zero-initialised B).
 
     Backbone fields:
         taps: module names, glob patterns or ``re:`` regexes to tap; ``None`` picks them automatically.
@@ -131,6 +134,7 @@ class UniPTConfig:
     interaction: Literal["guided", "none"] | None = None
     aggregation: Literal["confidence", "uniform"] | None = None
     guided_pooling: bool | None = None
+    zero_init_up: bool = False
     taps: list[str] | None = None
     decoder_taps: list[str] | None = None
     tap_source: Literal["hidden_states", "modules"] | None = None

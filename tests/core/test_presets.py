@@ -97,3 +97,13 @@ def test_mdetr_decoder_stack_shape():
     out = side(enc, dec, mask)
     assert out.last_hidden_state.shape == (2, 100, 256)
     assert torch.cat([out.aux_hidden_states, out.last_hidden_state[None]]).shape == (4, 2, 100, 256)
+
+
+def test_zero_init_residual_starts_at_the_frozen_output():
+    side = build_side_network(UniPTConfig(in_widths=[16] * 4, output_mode="residual", zero_init_up=True))
+    hidden = [torch.randn(2, 5, 16) for _ in range(4)]
+    last = hidden[-1]
+    out = side(hidden, torch.ones(2, 5))
+    assert torch.allclose(out.last_hidden_state, last)
+    out.pooled.sum().backward()
+    assert side.up_proj[1].weight.grad.abs().sum() > 0  # U still learns from step one

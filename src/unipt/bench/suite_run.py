@@ -183,7 +183,7 @@ def run_suite(spec: SuiteSpec, opts: SuiteOptions | None = None) -> BenchmarkRep
         rows=[_row(spec, m, costs[m], results[m], failures.get(m)) for m in methods],
         reference_forward_ms=reference_ms,
         metric_name=f"test {spec.metric}",
-        notes=notes,
+        notes=[*spec.notes, *notes],
         reference_peak_bytes=reference["peak"]["peak_delta_bytes"] if reference else None,
         reference_parameter_bytes=reference.get("parameter_bytes"),
     )

@@ -78,3 +78,14 @@ def init_weights(module: nn.Module, scheme: str) -> None:
         elif isinstance(sub, (nn.LayerNorm, nn.BatchNorm1d)) and scheme == "bert":
             sub.weight.fill_(1.0)
             sub.bias.zero_()
+
+
+@torch.no_grad()
+def zero_last_linear(module: nn.Module) -> None:
+    """Zero the weight and bias of the last ``nn.Linear`` inside ``module`` (so it outputs 0 at start)."""
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(module).__name__} has no Linear to zero-initialise")
+    linears[-1].weight.zero_()
+    if linears[-1].bias is not None:
+        linears[-1].bias.zero_()

@@ -21,7 +21,7 @@ from torch import nn
 
 from unipt.config import UniPTConfig
 from unipt.nn.branch import GuidedBranch, to_tokens
-from unipt.nn.layers import init_weights, make_up_proj
+from unipt.nn.layers import init_weights, make_up_proj, zero_last_linear
 from unipt.outputs import AdaptedOutput, masked_mean
 
 
@@ -48,6 +48,8 @@ class UniPTSideNetwork(nn.Module):
                 f"output (width {config.output_width}); set out_width={config.guide_width} or use 'replace'"
             )
         init_weights(self, config.init)
+        if config.zero_init_up:
+            zero_last_linear(self.up_proj)
 
     def forward(
         self,
