@@ -95,6 +95,12 @@ def test_suite_runs_end_to_end_with_two_methods(tmp_path):
     md = format_markdown(report)
     assert "Target checks (tiny)" in md and "UniPT (preset auto" in md
     json.dumps(report.to_dict())
+    # an interrupted run resumes from the saved training results (same configs), retraining nothing
+    log = tmp_path / "runs" / "tiny" / "logs" / "unipt-seed0.log"
+    log.unlink()
+    again = run_suite(spec, SuiteOptions(**{**opts.__dict__, "resume": True}))
+    assert [r.metric_values for r in again.rows] == [r.metric_values for r in report.rows]
+    assert not log.exists()
 
 
 def _boom(message: str) -> None:

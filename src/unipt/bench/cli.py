@@ -106,6 +106,8 @@ def _suite_arguments(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--threads", type=int, default=1, help=_THREADS)
     p.add_argument("--out", default=out, help="where the Markdown, JSON and PNG go")
     p.add_argument("--work-dir", default="runs/bench", help="training runs and their logs")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse training results an interrupted run left in --work-dir (same configs only)")
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -71,6 +71,7 @@ def run_suites(args: argparse.Namespace) -> int:
         "threads": args.threads or None,
         "progress": not args.no_progress,
         "memory_steps": 2 if quick else 3,
+        "resume": bool(getattr(args, "resume", False)),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ A method that fails keeps its row with ``status`` set (``OOM`` or the error), so
 from __future__ import annotations
 
 import gc
+import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -38,7 +39,11 @@ from unipt.bench.timing import time_interleaved
 
 @dataclass
 class SuiteOptions:
-    """How a suite is run. ``size``: ``full`` or ``quick`` (:class:`~unipt.bench.suites.SuiteSize`)."""
+    """How a suite is run. ``size``: ``full`` or ``quick`` (:class:`~unipt.bench.suites.SuiteSize`).
+
+    ``resume``: reuse a training run's result saved in ``work_dir`` by an earlier, interrupted run when its
+    run config is identical (the cost measurements are always redone, they are quick).
+    """
 
     size: str = "full"
     seeds: int = 1
@@ -50,6 +55,7 @@ class SuiteOptions:
     threads: int | None = None
     progress: bool = True
     timeout_s: float = 3600.0
+    resume: bool = False
 
 
 # ----------------------------------------------------------------------------------- child processes
@@ -166,12 +172,20 @@ def run_suite(spec: SuiteSpec, opts: SuiteOptions | None = None) -> BenchmarkRep
         if method in failures:
             continue
         config = spec.run_config(method, seed=seed, size=opts.size, output_dir=str(work / f"{method}-seed{seed}"))
+        saved = work / f"{method}-seed{seed}.result.json"
+        key = {"config": config, "memory_steps": opts.memory_steps if seed == 0 else 0}
+        if opts.resume and saved.is_file() and json.loads(saved.read_text()).get("key") == key:
+            results[method].append(json.loads(saved.read_text())["result"])
+            continue
         try:
-            results[method].append(run_isolated(
-                train_worker, config, opts.memory_steps if seed == 0 else 0,
+            result = run_isolated(
+                train_worker, config, key["memory_steps"],
                 log_path=work / "logs" / f"{method}-seed{seed}.log", threads=opts.threads,
                 timeout_s=opts.timeout_s,
-            ))
+            )
+            results[method].append(result)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps({"key": key, "result": result}))
         except IsolatedError as err:
             failures[method] = "OOM" if err.out_of_memory else f"error: {str(err).splitlines()[0]}"
             notes.append(f"{method} seed {seed}: training failed ({failures[method]}); see {work / 'logs'}")

@@ -10,7 +10,7 @@ The physical reference is a fresh copy of the towers' backbones running that bat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -111,19 +111,14 @@ class ReferenceForward:
 
     def __init__(self, config_data: Mapping[str, Any], records: list[dict[str, Any]],
                  device: str | torch.device = "cpu") -> None:
-        from unipt.backbones import load_backbone
         from unipt.train.batching import Collator
         from unipt.train.config import RunConfig
+        from unipt.train.system import load_tower_backbone
 
         config = RunConfig.from_dict(dict(config_data))
         towers = {}
         for tower, spec in config.towers.items():
-            backbone = load_backbone(spec.backbone)
-            prep = backbone.preprocess
-            if spec.max_length is not None and hasattr(prep, "max_length"):
-                prep.max_length = spec.max_length
-            if spec.image_size is not None and hasattr(prep, "size"):
-                prep.size = spec.image_size
+            backbone = load_tower_backbone(spec)
             backbone.model.to(device).eval().requires_grad_(False)
             towers[tower] = (spec.field or tower, backbone)
         self.backbones = {name: backbone.model for name, (_, backbone) in towers.items()}
@@ -142,7 +137,3 @@ class ReferenceForward:
             for name, model in self.backbones.items():
                 call_backbone(model, self.inputs[name])
 
-
-def as_callable(step: SystemStep | ReferenceForward) -> Callable[[], object]:
-    """A zero-argument callable for :func:`unipt.bench.timing.time_interleaved`."""
-    return step

@@ -130,14 +130,21 @@ def _out_width(tower: Tower) -> int:
     return int(width)
 
 
-def build_tower(name: str, spec: TowerConfig) -> Tower:
-    """Load the backbone and wrap it with the tower's method (``unipt``, ``lora``, ``frozen``...)."""
+def load_tower_backbone(spec: TowerConfig) -> Backbone:
+    """The tower's backbone with its preprocessing set to the tower's ``max_length`` / ``image_size``."""
     backbone = load_backbone(spec.backbone)
     prep = backbone.preprocess
     if spec.max_length is not None and hasattr(prep, "max_length"):
         prep.max_length = spec.max_length
     if spec.image_size is not None and hasattr(prep, "size"):
         prep.size = spec.image_size
+    return backbone
+
+
+def build_tower(name: str, spec: TowerConfig) -> Tower:
+    """Load the backbone and wrap it with the tower's method (``unipt``, ``lora``, ``frozen``...)."""
+    backbone = load_tower_backbone(spec)
+    prep = backbone.preprocess
     options = dict(spec.options)
     if spec.method in ("unipt", "frozen") and backbone.modality == "image" and "probe_size" not in options:
         options["probe_size"] = getattr(prep, "size", 224)
