@@ -128,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError, CacheError) as err:
         print(f"unipt {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        from unipt.train.loop import end_distributed
+
+        end_distributed()
 
 
 if __name__ == "__main__":

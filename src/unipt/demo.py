@@ -202,7 +202,8 @@ def plot_demo(arms: dict[str, dict[str, Any]], path: Path) -> None:
         epochs = [r["epoch"] for r in history]
         ax_loss.plot(epochs, [statistics.fmean(r["losses"]) for r in history], marker="o", label=method)
         ax_rsum.plot(epochs, [r["eval"]["rsum"] for r in history if r.get("eval")], marker="o", label=method)
-    ax_loss.set(xlabel="epoch", ylabel="train loss (hinge)", title="Tux Paint retrieval: training loss")
+    ax_loss.set(xlabel="epoch", ylabel="train loss (hinge, log scale)", title="Tux Paint retrieval: training loss",
+                yscale="log")
     ax_rsum.set(xlabel="epoch", ylabel="validation rSum", title="validation rSum (higher is better)")
     for ax in (ax_loss, ax_rsum):
         ax.legend()

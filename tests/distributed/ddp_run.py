@@ -18,7 +18,10 @@ from safetensors.torch import save_file  # noqa: E402
 
 from unipt.cache import build_cache  # noqa: E402
 from unipt.train import Trainer  # noqa: E402
-from unipt.train.loop import needs_cpu_flag  # noqa: E402
+from unipt.train.loop import (
+    end_distributed,  # noqa: E402
+    needs_cpu_flag,  # noqa: E402
+)
 
 
 def main(data: Path, out: Path, batch: int) -> None:
@@ -86,4 +89,7 @@ def _refuse(*args: object, **kwargs: object) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))
+    try:
+        main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))
+    finally:
+        end_distributed()

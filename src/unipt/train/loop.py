@@ -222,3 +222,11 @@ def peak_memory_mb() -> tuple[float, str]:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
+
+
+def end_distributed() -> None:
+    """Wait for every rank, then tear the process group down, so gloo/NCCL threads stop before exit
+    (without it a rank can abort with "terminate called without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
