@@ -81,3 +81,23 @@ def test_cost_only_checks_and_json_round_trip():
     assert len(checks) == 4
     again = checks_from_dicts([c.to_dict() for c in checks])
     assert [c.status for c in again] == [c.status for c in checks]
+
+
+def test_summary_across_suites_and_rewrite(tmp_path):
+    import json
+
+    from unipt.bench.suite_report import format_target_summary, rewrite_summary
+
+    a, b = _report(), _report(step=46.0)
+    b.workload, b.metric_name = "other", "rsum"
+    for r in (a, b):
+        r.targets = [c.to_dict() for c in check_targets(r)]
+    table = format_target_summary([a, b])
+    assert "| Target | w | other |" in table
+    assert "| unipt step / lora step | 0.4 **PASS** | 0.46 **MISS** |" in table
+    assert "| unipt metric > lst's | -1 **MISS** | -1 **MISS** |" in table  # metric names unified
+    data = {"machine": "test cpu", "command": "unipt bench suite", "elapsed_s": 60.0,
+            "suites": [a.to_dict(), b.to_dict()]}
+    (tmp_path / "suite.json").write_text(json.dumps(data))
+    md = rewrite_summary(tmp_path).read_text()
+    assert "- Machine: test cpu" in md and "- Wall time: 1.0 min for 2 suite(s)" in md and table in md

@@ -99,18 +99,51 @@ def run_suites(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_summary(reports: list[BenchmarkReport], command: str, elapsed_s: float) -> str:
-    """The combined Markdown: header (machine, command, time), every suite's table and target checks."""
+def format_target_summary(reports: list[BenchmarkReport]) -> str:
+    """One table: a row per target, a column per suite, each cell the measured value and PASS/MISS/n/a."""
+    names = list(dict.fromkeys(t["name"].replace(r.metric_name or "", "metric")
+                               for r in reports for t in r.targets))
+    lines = ["| Target | " + " | ".join(r.workload for r in reports) + " |",
+             "|---|" + "---|" * len(reports)]
+    for name in names:
+        cells = []
+        for r in reports:
+            found = [t for t in r.targets if t["name"].replace(r.metric_name or "", "metric") == name]
+            if not found:
+                cells.append("—")
+                continue
+            t = found[0]
+            value = "—" if t["value"] is None else f"{t['value']:.3g}"
+            cells.append(f"{value} **{t['status']}**")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_summary(reports: list[BenchmarkReport], command: str, elapsed_s: float,
+                   machine: str | None = None) -> str:
+    """The combined Markdown: header (machine, command, time), target summary, every suite's table."""
     lines = [
         "# UniPT benchmark suites",
         "",
-        f"- Machine: {machine_description()}",
+        f"- Machine: {machine or machine_description()}",
         f"- Command: `{command}`",
         f"- Wall time: {elapsed_s / 60:.1f} min for {len(reports)} suite(s)",
         "",
+        "## Target checks, all suites",
+        "",
+        format_target_summary(reports),
     ]
     lines += [format_markdown(r) for r in reports]
     return "\n".join(lines)
+
+
+def rewrite_summary(out: str | Path) -> Path:
+    """Re-render ``suite.md`` from ``suite.json`` (e.g. after a formatting change), without re-running."""
+    data = json.loads((Path(out) / "suite.json").read_text())
+    reports = [BenchmarkReport.from_dict(d) for d in data["suites"]]
+    path = Path(out) / "suite.md"
+    path.write_text(format_summary(reports, data["command"], data["elapsed_s"], data.get("machine")))
+    return path
 
 
 def _write_summary(reports: list[BenchmarkReport], out: Path, command: str, elapsed_s: float) -> None:
