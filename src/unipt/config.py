@@ -99,6 +99,18 @@ class UniPTConfig:
             exactly at the frozen backbone's output (not in the paper's code, which never zero-inits;
             useful on small data, like LoRA's zero-initialised B).
 
+    Execution fields (how the same function is computed; outputs do not change):
+        kernel: ``fused`` (default): interaction + aggregation in one autograd function that streams
+            over layers and query blocks and recomputes the ``[B, L, L]`` maps in backward, so saved
+            memory is linear in sequence length; ``reference``: the plain modules, the readable
+            statement of the method (and the test oracle).
+        memory: ``default``, or ``min``: keep each tap in half precision for the down-projection's
+            weight gradient and recompute the down-projections in backward (gradients within bf16
+            rounding of the default; forward outputs unchanged). Needs ``kernel="fused"``.
+        query_block: query rows per block in the fused kernel (``None``: sized so one block's map
+            holds about 4M elements).
+        compile: wrap the side network in ``torch.compile`` (needs a working compiler toolchain).
+
     Backbone fields:
         taps: module names, glob patterns or ``re:`` regexes to tap; ``None`` picks them automatically.
         decoder_taps: the decoder's taps for ``cross_stream`` backbones tapped by module name.
@@ -135,6 +147,10 @@ class UniPTConfig:
     aggregation: Literal["confidence", "uniform"] | None = None
     guided_pooling: bool | None = None
     zero_init_up: bool = False
+    kernel: Literal["fused", "reference"] = "fused"
+    memory: Literal["default", "min"] = "default"
+    query_block: int | None = None
+    compile: bool = False
     taps: list[str] | None = None
     decoder_taps: list[str] | None = None
     tap_source: Literal["hidden_states", "modules"] | None = None
