@@ -16,6 +16,7 @@ from torch import nn
 
 from unipt.config import UniPTConfig
 from unipt.nn.aggregation import ConfidenceAggregation
+from unipt.nn.fused import LayerFeed, MixOptions, guided_mix
 from unipt.nn.interaction import ParallelInteraction
 from unipt.nn.layers import make_down_proj, make_fusion, make_norm
 from unipt.nn.pooling import GuidedWindowPooling
@@ -67,6 +68,13 @@ class GuidedBranch(nn.Module):
         )
         self.aggregation = ConfidenceAggregation(width, config.aggregation)
         self.fusion = make_fusion(config.fusion, width, config.norm)
+        if config.memory == "min" and config.kernel != "fused":
+            raise ValueError("memory='min' recomputes inside the fused kernel; set kernel='fused' (the default)")
+        self.kernel, self.memory = config.kernel, config.memory
+        self.mix_options = MixOptions(
+            skip=config.skip, eps=config.eps, eps_mode=config.eps_mode, interaction=config.interaction == "guided",
+            uniform=config.aggregation == "uniform", block=config.query_block,
+        )
 
     def forward(
         self,
@@ -98,22 +106,59 @@ class GuidedBranch(nn.Module):
         else:
             guide = self.guide_proj(to_tokens(last))
             guide_pooled = masked_mean(guide, mask)
-        taps, pooled, interacted = [], [], []
-        for slot, layer in enumerate(self.targets):
-            h = hidden[layer]
-            if self.pools is not None:
-                h = self.pools[slot](h, last)
-            feats = self.down_projs[slot](to_tokens(h))
-            hidden[layer] = None
-            if self.crossers is not None:
-                feats = feats + self.crossers[slot](self.cross(feats, memory, memory_mask))
-            cls = gather_tokens(feats, class_index) if self.skip_class_token else None
-            taps.append(feats)
-            pooled.append(masked_mean(feats, mask))
-            interacted.append(self.interaction(guide, feats, mask, cls))
-        mixed, alpha = self.aggregation(guide_pooled, torch.stack(pooled), torch.stack(interacted))
+        if self.kernel == "fused":
+            feeds = [self._feed(slot, hidden, memory, memory_mask) for slot in range(len(self.targets))]
+            taps = [feed.x for feed in feeds if feed.fn is None]
+            mixed, alpha = guided_mix(guide, guide_pooled, feeds, self.aggregation.gate, mask, class_index,
+                                      self.mix_options)
+        else:
+            taps, pooled, interacted = [], [], []
+            for slot in range(len(self.targets)):
+                feats = self._features(slot, hidden, memory, memory_mask)
+                cls = gather_tokens(feats, class_index) if self.skip_class_token else None
+                taps.append(feats)
+                pooled.append(masked_mean(feats, mask))
+                interacted.append(self.interaction(guide, feats, mask, cls))
+            mixed, alpha = self.aggregation(guide_pooled, torch.stack(pooled), torch.stack(interacted))
         fused = self.fusion(mixed)
         return (guide + fused if self.guide_residual else fused), taps, alpha
+
+    def _layer_input(self, slot: int, hidden: list[torch.Tensor | None]) -> torch.Tensor:
+        """Target ``slot``'s tap as tokens ``[B, L, D_i]`` (pooled onto the guide grid for CNN stages)."""
+        layer = self.targets[slot]
+        h, last = hidden[layer], hidden[-1]
+        if self.pools is not None:
+            h = self.pools[slot](h, last)
+        if layer != len(hidden) - 1:
+            hidden[layer] = None
+        return to_tokens(h)
+
+    def _features(self, slot: int, hidden: list[torch.Tensor | None], memory: torch.Tensor | None,
+                  memory_mask: torch.Tensor | None) -> torch.Tensor:
+        """Down-projected target layer ``F_i`` ``[B, L, d]`` (after the crosser, if any)."""
+        feats = self.down_projs[slot](self._layer_input(slot, hidden))
+        if self.crossers is not None:
+            feats = feats + self.crossers[slot](self.cross(feats, memory, memory_mask))
+        return feats
+
+    def _feed(self, slot: int, hidden: list[torch.Tensor | None], memory: torch.Tensor | None,
+              memory_mask: torch.Tensor | None) -> LayerFeed:
+        """What the fused kernel keeps for target ``slot`` and what it recomputes in backward.
+
+        Default: the pre-norm projection is kept and the LayerNorm recomputed. ``memory="min"``: the tap
+        is kept in bf16 and the whole down-projection recomputed. BatchNorm (batch statistics) and the
+        cross-stream crossers are not recomputed: their output is kept as it is.
+        """
+        down = self.down_projs[slot]
+        recomputable = self.crossers is None and not any(isinstance(m, nn.BatchNorm1d) for m in down.modules())
+        if not recomputable:
+            return LayerFeed(self._features(slot, hidden, memory, memory_mask))
+        h = self._layer_input(slot, hidden)
+        if self.memory == "min":
+            return LayerFeed(h, down, tuple(down.parameters()), save_dtype=torch.bfloat16)
+        if isinstance(down[-1], nn.LayerNorm):
+            return LayerFeed(down[:-1](h), down[-1], tuple(down[-1].parameters()))
+        return LayerFeed(down(h))
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
