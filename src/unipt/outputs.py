@@ -35,5 +35,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> tor
     """Mean of ``x`` ``[B, L, D]`` over ``dim`` counting only positions where ``mask`` ``[B, L]`` is 1."""
     if mask is None:
         return x.mean(dim)
-    m = mask.to(x.dtype).unsqueeze(-1)
+    m = mask.to(x.dtype)
+    count = m.sum(-1, keepdim=True).clamp(min=1.0)
+    if dim == 1 and x.dim() == 3:  # [B, 1, L] @ [B, L, D]: one pass, no broadcast temporary
+        return (m.unsqueeze(1) @ x).squeeze(1) / count
+    m = m.unsqueeze(-1)
     return (x * m).sum(dim) / m.sum(dim).clamp(min=1.0)

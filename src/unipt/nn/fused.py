@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from unipt.outputs import masked_mean
+
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 MAP_ELEMENTS = 1 << 22  # default block: about 4M map elements (16 MiB in fp32) per [B, block, Lk] slice
 
@@ -102,6 +104,8 @@ def guided_mix(
         )
     if gate is None and not options.uniform:
         raise ValueError("confidence aggregation needs the shared gate Linear(d, 1)")
+    if key_mask is not None and bool(key_mask.all()):  # no padding: skip the mask passes over every map
+        key_mask = None
     gate_params = (gate.weight, gate.bias) if gate is not None else ()
     flat: list[torch.Tensor] = []
     for feed in feeds:
@@ -116,11 +120,10 @@ def guided_mix(
 # ----------------------------------------------------------------------------------- pieces
 def pool_layer(feats: torch.Tensor, key_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
     """Masked mean of ``[B, L, d]`` over tokens: ``[B, d]``; causal: running mean ``[B, L, d]``."""
-    m = feats.new_ones(feats.shape[:2]) if key_mask is None else key_mask.to(feats.dtype)
-    m = m.unsqueeze(-1)
     if causal:
-        return (feats * m).cumsum(1) / m.cumsum(1).clamp(min=1.0)
-    return (feats * m).sum(1) / m.sum(1).clamp(min=1.0)
+        m = feats.new_ones(feats.shape[:2]) if key_mask is None else key_mask.to(feats.dtype)
+        return (feats * m.unsqueeze(-1)).cumsum(1) / m.cumsum(1).clamp(min=1.0).unsqueeze(-1)
+    return masked_mean(feats, key_mask)
 
 
 def _gate_logit(gate_params: Sequence[torch.Tensor], guide_pooled: torch.Tensor, pooled: torch.Tensor,
@@ -156,30 +159,32 @@ def _skip_term(feats: torch.Tensor, skip: str, class_index: torch.Tensor | None,
     if skip == "identity":
         return feats
     if skip == "class_token":
-        idx = torch.zeros(feats.shape[0], dtype=torch.long, device=feats.device) if class_index is None \
-            else class_index.to(feats.device)
-        return feats[torch.arange(feats.shape[0], device=feats.device), idx].unsqueeze(1).expand(-1, lq, -1)
+        token = feats[torch.arange(feats.shape[0], device=feats.device), _class_index(feats, class_index)]
+        return token.unsqueeze(1).expand(-1, lq, -1)
     return None
 
 
 def _interact(guide: torch.Tensor, feats: torch.Tensor, key_mask: torch.Tensor | None,
               options: MixOptions, class_index: torch.Tensor | None) -> torch.Tensor:
-    """``F'`` ``[B, Lq, d]``, block by block."""
-    b, lq, _ = guide.shape
-    lk = feats.shape[1]
-    out = torch.empty_like(guide)
-    for s, e in _blocks(lq, lk, b, options.block):
+    """``F' = A F + skip`` ``[B, Lq, d]``, block by block."""
+    lq, lk = guide.shape[1], feats.shape[1]
+    skip = _skip_term(feats, options.skip, class_index, lq)
+    blocks = _blocks(lq, lk, guide.shape[0], options.block)
+    out = torch.empty_like(guide) if skip is None or len(blocks) > 1 or options.causal else None
+    for s, e in blocks:
         keys = e if options.causal else lk
         fk = feats[:, :keys]
-        scores = guide[:, s:e] @ fk.transpose(1, 2)  # [B, rows, keys]
-        weights = _key_weights(key_mask, s, e, keys, options.causal, scores)
-        if weights is not None:
-            scores.mul_(weights)
-        scores.relu_()
-        norm = _normaliser(scores.sum(-1, keepdim=True), options.eps, options.eps_mode)
-        out[:, s:e] = scores.div_(norm) @ fk
-    skip = _skip_term(feats, options.skip, class_index, lq)
+        attn, _, _ = _attention(guide[:, s:e], fk, key_mask, s, e, options)
+        if out is None:  # one block: A F + skip in one call
+            return torch.baddbmm(skip, attn, fk)
+        out[:, s:e] = attn @ fk
     return out if skip is None else out.add_(skip)
+
+
+def _class_index(feats: torch.Tensor, class_index: torch.Tensor | None) -> torch.Tensor:
+    if class_index is None:
+        return torch.zeros(feats.shape[0], dtype=torch.long, device=feats.device)
+    return class_index.to(feats.device)
 
 
 # ----------------------------------------------------------------------------------- autograd
@@ -305,52 +310,58 @@ def _backward(ctx, grad_mixed: torch.Tensor, grad_alpha_out: torch.Tensor | None
 
 
 def _layer_backward(guide, feats, grad_mixed, a, key_mask, class_index, options, grad_guide):
-    """Gradients of ``sum a_i F'_i`` for one layer: ``(dL/dF_i [B, Lk, d], dL/da_i [B] or [B, Lq])``."""
+    """Gradients of ``sum a_i F'_i`` for one layer: ``(dL/dF_i [B, Lk, d], dL/da_i [B] or [B, Lq])``.
+
+    Per block, with ``E = g_out F^T`` and ``r_q = sum_j E_qj A_qj``:
+    ``dS = (a / N) (E - r) [S > 0]``, ``dG = dS F``, ``dF = dS^T G + A^T (a g_out)``, ``da = sum_q r_q``
+    (plus the skip terms). The row sum ``r`` also stands for the L1 normalisation's own gradient.
+    """
     b, lq, _ = guide.shape
     lk = feats.shape[1]
     grad_out = grad_mixed * a  # dL/dF'_i
-    grad_feats = torch.zeros_like(feats)
-    row_dots = guide.new_zeros(b, lq)  # g_out . (A F) per query row
-    if not options.interaction:
-        grad_feats += grad_out
-        row_dots += (grad_mixed * feats).sum(-1)
+    row_dots = guide.new_zeros(b, lq)  # g_out . F'_q per query row
+    skip = feats if not options.interaction else _skip_term(feats, options.skip, class_index, lq)
+    if skip is not None:
+        row_dots += torch.linalg.vecdot(grad_mixed, skip, dim=-1)
+    if skip is feats:  # identity skip (or no interaction): F' = ... + F
+        grad_feats = grad_out.clone()
     else:
-        for s, e in _blocks(lq, lk, b, options.block):
-            keys = e if options.causal else lk
-            fk, gq, go = feats[:, :keys], guide[:, s:e], grad_out[:, s:e]
-            scores = gq @ fk.transpose(1, 2)
-            weights = _key_weights(key_mask, s, e, keys, options.causal, scores)
-            if weights is not None:
-                scores.mul_(weights)
-            positive = scores > 0
-            attn = scores.relu_()
-            nrm = _normaliser(attn.sum(-1, keepdim=True), options.eps, options.eps_mode)
-            attn.div_(nrm)  # A
-            e_map = grad_mixed[:, s:e] @ fk.transpose(1, 2)  # E = g_out F^T (before the layer weight)
-            dots = (e_map * attn).sum(-1)  # sum_j E_qj A_qj = g_out . (A F)_q
-            row_dots[:, s:e] += dots
-            a_rows = a if a.shape[1] == 1 else a[:, s:e]
-            row_term = dots.unsqueeze(-1) * a_rows  # sum_j dA_qj A_qj
-            if options.eps_mode == "clamp":  # rows held at eps: the normaliser is a constant there
-                row_term = row_term.masked_fill(nrm <= options.eps, 0.0)
-            grad_scores = e_map.mul_(a_rows).sub_(row_term)  # dA - row term
-            grad_scores.div_(nrm).mul_(positive)
-            if weights is not None:
-                grad_scores.mul_(weights)
-            if grad_guide is not None:
-                grad_guide[:, s:e] += grad_scores @ fk
-            grad_feats[:, :keys] += grad_scores.transpose(1, 2) @ gq + attn.transpose(1, 2) @ go
-        skip = _skip_term(feats, options.skip, class_index, lq)
-        if options.skip == "identity":
-            grad_feats += grad_out
-            row_dots += (grad_mixed * skip).sum(-1)
-        elif options.skip == "class_token":
-            idx = torch.zeros(b, dtype=torch.long, device=feats.device) if class_index is None \
-                else class_index.to(feats.device)
-            grad_feats[torch.arange(b, device=feats.device), idx] += grad_out.sum(1)
-            row_dots += (grad_mixed * skip).sum(-1)
-    grad_alpha = row_dots if options.causal else row_dots.sum(1)
-    return grad_feats, grad_alpha
+        grad_feats = torch.zeros_like(feats)
+        if skip is not None:  # class token: each query adds the same token
+            grad_feats[torch.arange(b, device=feats.device), _class_index(feats, class_index)] += grad_out.sum(1)
+    if not options.interaction:
+        return grad_feats, (row_dots if options.causal else row_dots.sum(1))
+    for s, e in _blocks(lq, lk, b, options.block):
+        keys = e if options.causal else lk
+        fk, gq = feats[:, :keys], guide[:, s:e]
+        attn, inv_norm, row_sum = _attention(gq, fk, key_mask, s, e, options)
+        grad_scores = grad_mixed[:, s:e] @ fk.transpose(1, 2)  # E
+        dots = torch.linalg.vecdot(grad_scores, attn, dim=-1)  # r
+        row_dots[:, s:e] += dots
+        row_term = dots.unsqueeze(-1)
+        if options.eps_mode == "clamp":  # rows held at eps: the normaliser is a constant there
+            row_term = row_term * (row_sum >= options.eps).to(row_term.dtype)
+        a_rows = a if a.shape[1] == 1 else a[:, s:e]
+        # sign(A) is the ReLU's [S > 0] (A >= 0), and much cheaper than a boolean mask on CPU.
+        grad_scores.sub_(row_term).mul_(attn.sign()).mul_(a_rows * inv_norm)
+        if grad_guide is not None:
+            grad_guide[:, s:e].baddbmm_(grad_scores, fk)
+        grad_feats[:, :keys].baddbmm_(grad_scores.transpose(1, 2), gq).baddbmm_(attn.transpose(1, 2),
+                                                                                grad_out[:, s:e])
+    return grad_feats, (row_dots if options.causal else row_dots.sum(1))
+
+
+def _attention(gq: torch.Tensor, fk: torch.Tensor, key_mask: torch.Tensor | None, start: int, end: int,
+               options: MixOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One block of ``A = L1row(relu((G F^T) * mask))`` ``[B, rows, keys]``, ``1 / N`` and the row sums."""
+    scores = gq @ fk.transpose(1, 2)
+    weights = _key_weights(key_mask, start, end, fk.shape[1], options.causal, scores)
+    if weights is not None:
+        scores.mul_(weights)
+    attn = scores.relu_()
+    row_sum = attn.sum(-1, keepdim=True)
+    inv_norm = _normaliser(row_sum, options.eps, options.eps_mode).reciprocal_()
+    return attn.mul_(inv_norm), inv_norm, row_sum
 
 
 # ----------------------------------------------------------------------------------- helpers
