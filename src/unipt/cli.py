@@ -29,6 +29,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.output_dir:
         overrides.append(f"train.output_dir={args.output_dir}")
     config = load_run_config(args.config, overrides)
+    if args.compile:  # every UniPT side network through torch.compile
+        for tower in config.towers.values():
+            if tower.method == "unipt":
+                tower.options["compile"] = True
     trainer = Trainer(config)
     result = trainer.fit()
     if trainer.main:
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.epochs=3")
     p.add_argument("--cache", help="train from an activation cache built by `unipt cache build`")
     p.add_argument("--output-dir")
+    p.add_argument("--compile", action="store_true", help="compile the UniPT side networks with torch.compile")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate the best checkpoint of a run")

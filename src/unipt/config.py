@@ -175,6 +175,11 @@ class UniPTConfig:
             self.norm = "batch" if self.input_kind == "spatial" else "layer"
         if self.class_token is None:
             self.class_token = "first"
+        for name, allowed in (("kernel", ("fused", "reference")), ("memory", ("default", "min"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"UniPTConfig.{name}={getattr(self, name)!r}; use one of {list(allowed)}")
+        if self.query_block is not None and self.query_block < 1:
+            raise ValueError(f"UniPTConfig.query_block={self.query_block}; use a positive number of rows or None")
         if isinstance(self.taps, str):
             self.taps = [self.taps]
         if isinstance(self.decoder_taps, str):

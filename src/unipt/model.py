@@ -6,8 +6,10 @@ eval mode unless ``keep_backbone_dropout``; only the side network has ``requires
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -46,6 +48,9 @@ class UniPTModel(nn.Module):
         self.tapper = BackboneTapper(backbone, config)
         fill_config_widths(config, discover_widths(self.tapper, example_inputs))
         self.side = build_side_network(config)
+        if config.compile:
+            require_compiler()
+            self.side.compile()  # compiles forward in place: parameter names and checkpoints stay the same
         self.backbone_fingerprint = fingerprint(backbone)
 
     # ------------------------------------------------------------------------------- running
@@ -162,6 +167,19 @@ def get_unipt_model(
             by default a dummy batch is made from the backbone's config.
     """
     return UniPTModel(backbone, config or UniPTConfig(), example_inputs)
+
+
+def require_compiler() -> None:
+    """Fail early, with the fix, where ``torch.compile`` has no backend toolchain on this machine."""
+    if not (os.environ.get("CXX") or any(shutil.which(c) for c in ("g++", "c++", "clang++"))):
+        raise RuntimeError(
+            "UniPTConfig(compile=True) needs a C++ compiler for TorchInductor on CPU, and none was found "
+            "(install g++, e.g. `apt-get install g++`, or set CXX); or leave compile=False"
+        )
+    if torch.cuda.is_available() and importlib.util.find_spec("triton") is None:
+        raise RuntimeError(
+            "UniPTConfig(compile=True) on CUDA needs Triton (`pip install triton`); or leave compile=False"
+        )
 
 
 def _atomic_write(path: Path, write: Any) -> None:

@@ -168,3 +168,35 @@ def test_saved_memory_is_linear_in_length_at_fixed_tokens():
     assert fused_long <= 1.05 * fused_short  # the fused kernel keeps only [B, L, d]-sized tensors
     assert fused_long < ref_long / 3
     assert _saved_bytes(low, 512, tokens // 512) < 0.8 * fused_long
+
+
+def test_compiled_side_network_matches_eager_and_keeps_its_keys(tiny_bert, tiny_batch):
+    from unipt import get_unipt_model
+
+    eager = get_unipt_model(tiny_bert, UniPTConfig())
+    compiled = get_unipt_model(tiny_bert, UniPTConfig(compile=True))
+    compiled.side.load_state_dict(eager.side.state_dict())
+    assert list(compiled.saved_state_dict()) == list(eager.saved_state_dict())
+    out_e, out_c = eager(**tiny_batch), compiled(**tiny_batch)
+    out_e.pooled.sum().backward()
+    out_c.pooled.sum().backward()
+    assert torch.allclose(out_c.last_hidden_state, out_e.last_hidden_state, atol=1e-5)
+    for (name, p), q in zip(eager.side.named_parameters(), compiled.side.parameters(), strict=True):
+        assert torch.allclose(q.grad, p.grad, atol=1e-5), name
+
+
+def test_compile_without_a_compiler_says_what_to_install(tiny_bert, monkeypatch):
+    import shutil
+
+    from unipt import get_unipt_model
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        get_unipt_model(tiny_bert, UniPTConfig(compile=True))
+
+
+@pytest.mark.parametrize("bad", [dict(kernel="flash"), dict(memory="low"), dict(query_block=0)])
+def test_execution_fields_are_validated(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        UniPTConfig(**bad)

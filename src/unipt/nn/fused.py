@@ -72,6 +72,9 @@ class MixOptions:
     block: int | None = None  # query rows per block (None: about MAP_ELEMENTS per map slice)
 
 
+# torch.compile runs this autograd function eagerly (its backward calls autograd.grad); the layers
+# around it (projections, fusion, up-projection) are what the compiler fuses.
+@torch.compiler.disable
 def guided_mix(
     guide: torch.Tensor,
     guide_pooled: torch.Tensor,
