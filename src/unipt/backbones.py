@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from unipt.io_streams import stdout_to_stderr
 from unipt.preprocess import ImagePreprocessor, TextPreprocessor
 
 Modality = Literal["text", "image"]
@@ -148,6 +149,7 @@ RANDOM: dict[str, Callable[..., Backbone]] = {
 }
 
 
+@stdout_to_stderr()  # weight packages print while loading ("Loaded pretrained weights ..."): keep stdout clean
 def load_backbone(name: str, **options: Any) -> Backbone:
     """Load a backbone by packaged short name, hub name, local path or ``random:``/``timm:`` name."""
     key = name.lower()

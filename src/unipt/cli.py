@@ -1,11 +1,13 @@
 """The ``unipt`` command: demo, train, eval, predict, bench, cache, presets.
 
     unipt demo                                   # the embedded default (packaged weights + data)
-    unipt train configs/rotten_tomatoes.yaml --set train.epochs=3
+    unipt train configs/rotten_tomatoes.yaml --set train.epochs=3 data.limit_train=256 --report-to tensorboard
     unipt eval runs/rt --split test
     unipt predict runs/rt --text "a moving, funny film"
     unipt bench suite | unipt bench scaling      # side-by-side cost/accuracy tables
     unipt cache build configs/tuxpaint.yaml --out cache/tux
+
+Standard output carries only the result (``--format json|md``); logs and progress bars go to stderr.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from unipt.cache.errors import CacheError
+from unipt.io_streams import add_format_argument, emit, results_only_stdout
+from unipt.overrides import add_set_argument
 
 
 def _train(args: argparse.Namespace) -> int:
     from unipt.train import Trainer, load_run_config
 
     overrides = list(args.set or [])
+    if args.report_to:
+        overrides.append(f"train.report_to={json.dumps(args.report_to)}")
     if args.cache:
         overrides.append(f"train.cache_dir={args.cache}")
     if args.output_dir:
@@ -36,7 +42,7 @@ def _train(args: argparse.Namespace) -> int:
     trainer = Trainer(config)
     result = trainer.fit()
     if trainer.main:
-        print(json.dumps(result.to_dict(), indent=2))
+        emit(result.to_dict(), args.format)
     return 0
 
 
@@ -49,7 +55,7 @@ def _eval(args: argparse.Namespace) -> int:
     if dataset is None:
         raise SystemExit(f"the run config has no {split} split (its data.test_split is null); use --split eval")
     print(f"evaluating the {split} split", file=sys.stderr)
-    print(json.dumps(trainer.evaluate(dataset), indent=2))
+    emit(trainer.evaluate(dataset), args.format)
     return 0
 
 
@@ -57,23 +63,27 @@ def _predict(args: argparse.Namespace) -> int:
     from unipt.train.inference import load_run, predict
 
     trainer = load_run(args.run, overrides=args.set)
-    print(json.dumps(predict(trainer, texts=args.text, images=args.image, top_k=args.top_k), indent=2))
+    emit(predict(trainer, texts=args.text, images=args.image, top_k=args.top_k), args.format)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from unipt.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick)
+    report = run_demo(Path(args.out), quick=args.quick)
+    emit(report["table"] if args.format == "md" else report, args.format)
     return 0
 
 
-def _presets(_: argparse.Namespace) -> int:
+def _presets(args: argparse.Namespace) -> int:
     from unipt.config import PRESETS
 
-    for name, values in PRESETS.items():
-        print(f"{name:10s} {values}")
+    emit(PRESETS, args.format)
     return 0
+
+
+def _tracker_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,20 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="image-text retrieval on Tux Paint stamps: frozen probe vs UniPT")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
+    add_format_argument(p, default="md")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("train", help="train a run config (YAML)")
     p.add_argument("config")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.epochs=3")
+    add_set_argument(p)
     p.add_argument("--cache", help="train from an activation cache built by `unipt cache build`")
     p.add_argument("--output-dir")
     p.add_argument("--compile", action="store_true", help="compile the UniPT side networks with torch.compile")
+    p.add_argument("--report-to", type=_tracker_names, metavar="TRACKER[,TRACKER]",
+                   help="experiment trackers (train.report_to): tensorboard, wandb, mlflow, aim, comma-separated")
+    add_format_argument(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate the best checkpoint of a run")
     p.add_argument("run")
     p.add_argument("--split", choices=["eval", "test", "train"], help="default: test if the run has one, else eval")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    add_set_argument(p)
+    add_format_argument(p)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("predict", help="classify texts/images or retrieve with a trained run")
@@ -104,10 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", help="input text (repeatable)")
     p.add_argument("--image", action="append", help="input image path (repeatable)")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    add_set_argument(p)
+    add_format_argument(p)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("presets", help="list the UniPT presets")
+    add_format_argument(p)
     p.set_defaults(func=_presets)
 
     try:
@@ -129,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with results_only_stdout():  # stdout carries the result only; logs and library chatter go to stderr
+            return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError, CacheError) as err:
         print(f"unipt {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -144,7 +144,8 @@ def live_step_costs(batch_size: int = 32) -> dict[str, dict[str, float]]:
 
 
 def run_demo(out: Path, quick: bool = False) -> dict[str, Any]:
-    """The whole demo: two arms, live costs, a printed table, ``report.md`` and ``demo.png``."""
+    """The whole demo: two arms, live costs, ``report.md`` and ``demo.png``; returns the report (its
+    Markdown table under ``"table"``)."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     arms = run_arms(out, quick)
@@ -156,7 +157,7 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, Any]:
     table = format_demo_table(arms, costs)
     (out / "report.md").write_text(table + f"\n\nTotal demo time: {report['seconds']:.0f} s.\n")
     plot_demo(arms, out / "demo.png")
-    print("\n" + table)
+    report["table"] = table  # `unipt demo` prints it on stdout (--format md)
     print(f"\nwrote {out / 'report.md'}, {out / 'demo.png'} ({report['seconds']:.0f} s in all)")
     return report
 

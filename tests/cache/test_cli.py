@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -25,25 +26,27 @@ def test_build_plan_verify(config_file, tmp_path, capsys):
     out = tmp_path / "cache"
     assert main(["plan", str(config_file), "--split", "train", "--json", "--no-padding"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["records"] == 64 and plan["padding"] is False
+    assert list(plan) == ["train"] and plan["train"]["records"] == 64 and plan["train"]["padding"] is False
 
     assert main(["build", str(config_file), "--out", str(out), "--dtype", "fp16", "--set", "data.limit_eval=10",
                  "--quiet"]) == 0
-    printed = capsys.readouterr().out
-    assert "cached train: 64 records" in printed and "cached eval: 10 records" in printed
+    built = json.loads(capsys.readouterr().out)
+    assert built["train"]["records"] == 64 and built["eval"]["records"] == 10
+    assert built["train"]["folder"] == f"{out}/train"
     assert sorted(p.name for p in out.iterdir()) == ["eval", "test", "train"]
     manifest = json.loads((out / "train" / "manifest.json").read_text())
     assert manifest["storage"]["dtype"] == "fp16" and manifest["complete"]
 
     assert main(["verify", str(out)]) == 0
-    assert capsys.readouterr().out.count("OK ") == 3
+    assert [r["state"] for r in json.loads(capsys.readouterr().out)] == ["OK"] * 3
     shard = out / "eval" / "shard-00000.safetensors"
     raw = bytearray(shard.read_bytes())
     raw[-3] ^= 0xFF
     shard.write_bytes(bytes(raw))
     assert main(["verify", str(out)]) == 1
-    printed = capsys.readouterr().out
-    assert "BROKEN" in printed and "shard-00000.safetensors is corrupted" in printed
+    reports = {Path(r["folder"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert reports["eval"]["state"] == "BROKEN" and reports["train"]["state"] == "OK"
+    assert any("shard-00000.safetensors is corrupted" in p for p in reports["eval"]["problems"])
 
 
 def test_add_cache_parser_sets_func():

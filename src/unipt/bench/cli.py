@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from unipt.io_streams import add_format_argument, emit, emit_file, results_only_stdout
 
 DEFAULT_METHODS = "frozen,full,bitfit,lora,ia3,lst,unipt"
 _THREADS = (
@@ -45,7 +48,10 @@ def _suite(args: argparse.Namespace) -> int:
     from unipt.bench.suite_report import run_suites
 
     set_threads(args.threads)
-    return run_suites(args)
+    code = run_suites(args)
+    out = Path(args.out)
+    emit_file({"json": out / "suite.json", "markdown": out / "suite.md"}, args.format)
+    return code
 
 
 def _quick(args: argparse.Namespace) -> int:
@@ -54,7 +60,7 @@ def _quick(args: argparse.Namespace) -> int:
 
 
 def _scaling(args: argparse.Namespace) -> int:
-    from unipt.bench.scaling import ScalingOptions, format_scaling, run_scaling_sweeps, write_scaling
+    from unipt.bench.scaling import ScalingOptions, run_scaling_sweeps, write_scaling
 
     opts = ScalingOptions(
         depths=_ints(args.depths), batches=_ints(args.batches), hidden=args.hidden, heads=args.heads,
@@ -65,10 +71,9 @@ def _scaling(args: argparse.Namespace) -> int:
     )
     set_threads(args.threads)
     reports = run_scaling_sweeps(opts)
-    for report in reports:
-        print(format_scaling(report))
-    for path in write_scaling(reports, args.out).values():
-        print(path)
+    paths = write_scaling(reports, args.out)
+    print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    emit_file(paths, args.format)
     return 0
 
 
@@ -84,15 +89,19 @@ def _micro(args: argparse.Namespace) -> int:
                            repeats=args.repeats, warmup=args.warmup, measure_memory=not args.no_memory,
                            progress=not args.no_progress, threads=args.threads or None)
     paths = write_report(report, args.out, stem="micro")
-    print(format_markdown(report))
-    print("\n".join(str(p) for p in paths.values()))
+    print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    emit(format_markdown(report) if args.format == "md" else report.to_dict(), args.format)
     return 0
 
 
 def _gpu(args: argparse.Namespace) -> int:
     from unipt.bench.gpu import run_gpu
 
-    return run_gpu(args)
+    code = run_gpu(args)
+    out = Path(args.out)
+    if code == 0:
+        emit_file({"json": out / "gpu.json", "markdown": out / "gpu.md"}, args.format)
+    return code
 
 
 # ------------------------------------------------------------------------------------------ parsers
@@ -109,6 +118,7 @@ def _suite_arguments(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--resume", action="store_true",
                    help="reuse training results an interrupted run left in --work-dir (same configs only)")
     p.add_argument("--no-progress", action="store_true")
+    add_format_argument(p, default="md")
 
 
 def _sizes_arguments(p: argparse.ArgumentParser, layers: int, batch: int) -> None:
@@ -124,6 +134,7 @@ def _sizes_arguments(p: argparse.ArgumentParser, layers: int, batch: int) -> Non
     p.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory readings")
     p.add_argument("--threads", type=int, default=1, help=_THREADS)
     p.add_argument("--no-progress", action="store_true")
+    add_format_argument(p, default="md")
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -156,6 +167,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser("gpu", help="full-size random backbones at paper batch sizes on one GPU")
     gpu.add_arguments(p)
+    add_format_argument(p, default="md")
     p.set_defaults(func=_gpu)
     return bench
 
@@ -169,4 +181,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    with results_only_stdout():
+        return int(args.func(args) or 0)

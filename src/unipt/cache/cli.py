@@ -12,13 +12,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from unipt.cache.manifest import ROLES
 from unipt.cache.shards import DTYPES
+from unipt.io_streams import add_format_argument, emit, results_only_stdout
+from unipt.overrides import add_set_argument
 
 
 def add_cache_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -34,15 +35,18 @@ def add_cache_parser(subparsers: Any) -> argparse.ArgumentParser:
     build.add_argument("--shard-mb", type=float, default=256.0, help="target shard size in MB (default 256)")
     build.add_argument("--overwrite", action="store_true", help="replace a cache built for another setup")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_format_argument(build)
     build.set_defaults(func=run_build)
 
     plan = sub.add_parser("plan", help="estimate disk size and build time (probes one batch)")
     _common(plan)
-    plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    plan.add_argument("--json", action="store_true", help="the same as --format json")
+    add_format_argument(plan, default="md")
     plan.set_defaults(func=run_plan)
 
     verify = sub.add_parser("verify", help="check every shard's checksum")
     verify.add_argument("path", help="cache folder or one split folder")
+    add_format_argument(verify)
     verify.set_defaults(func=run_verify)
     return parser
 
@@ -52,8 +56,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", action="append", default=None,
                         help="train / eval / test (or the split's name, e.g. val); repeatable; "
                              "default: every split of the config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a run config value, e.g. --set data.limit_train=512")
+    add_set_argument(parser, dest="overrides")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="storage dtype (default fp32)")
     parser.add_argument("--no-padding", action="store_true", help="store only real tokens (re-padded when read)")
     parser.add_argument("--batch-size", type=int, default=None, help="backbone batch size while building")
@@ -76,15 +79,18 @@ def run_build(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, args.overrides)
     main = PartialState(cpu=needs_cpu_flag()).is_main_process
     towers = {name: build_tower(name, spec) for name, spec in config.towers.items()}  # loaded once for all splits
+    built = {}
     for split in _splits(args, config):
         manifest = build_cache(config, args.out, split, towers=towers, dtype=args.dtype, padding=not args.no_padding,
                                batch_size=args.batch_size, records_per_shard=args.records_per_shard,
                                shard_mb=args.shard_mb, overwrite=args.overwrite, progress=not args.quiet)
-        if main:
-            build = manifest.get("build", {})
-            print(f"cached {manifest['split']}: {manifest['num_records']} records in {manifest['num_shards']} shards, "
-                  f"{build.get('bytes', 0) / 2**20:.1f} MB, {build.get('seconds', 0):.1f} s "
-                  f"({build.get('world_size', 1)} process(es)) -> {args.out}/{manifest['split']}")
+        build = manifest.get("build", {})
+        built[manifest["split"]] = {"folder": f"{args.out}/{manifest['split']}", "records": manifest["num_records"],
+                                    "shards": manifest["num_shards"], "mb": round(build.get("bytes", 0) / 2**20, 2),
+                                    "seconds": round(build.get("seconds", 0), 2),
+                                    "processes": build.get("world_size", 1)}
+    if main:
+        emit(built, args.format)
     return 0
 
 
@@ -95,25 +101,22 @@ def run_plan(args: argparse.Namespace) -> int:
 
     config = load_run_config(args.config, args.overrides)
     towers = {name: build_tower(name, spec) for name, spec in config.towers.items()}
+    plans = {}
     for split in _splits(args, config):
         plan = plan_cache(config, split, towers=towers, dtype=args.dtype, padding=not args.no_padding,
                           batch_size=args.batch_size)
-        print(json.dumps(plan, indent=2) if args.json else format_plan(plan))
+        plans[plan["split"]] = plan
+    fmt = "json" if args.json else args.format
+    emit(plans, fmt, markdown=lambda value: "\n\n".join(format_plan(p) for p in value.values()))
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from unipt.cache.verify import verify_cache
 
-    failed = False
-    for report in verify_cache(args.path):
-        state = "OK" if not report["problems"] else "BROKEN"
-        print(f"{state} {report['folder']}: {report['records']} records, {report['shards']} shards, "
-              f"{report['bytes'] / 2**20:.1f} MB")
-        for problem in report["problems"]:
-            print(f"  - {problem}")
-        failed = failed or bool(report["problems"])
-    return 1 if failed else 0
+    reports = [{"state": "BROKEN" if report["problems"] else "OK", **report} for report in verify_cache(args.path)]
+    emit(reports, args.format)
+    return 1 if any(report["problems"] for report in reports) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,4 +125,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_cache_parser(subparsers)
     args = parser.parse_args(["cache", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
+    with results_only_stdout():
+        return args.func(args)

@@ -80,12 +80,12 @@ def plan_cache(config: RunConfig, split: str = "train", *, towers: dict[str, Tow
 
 
 def format_plan(plan: dict[str, Any]) -> str:
-    """A short human-readable summary of :func:`plan_cache`."""
-    lines = [f"split {plan['split']}: {plan['records']} records, batch {plan['batch_size']}, {plan['dtype']}, "
-             f"{'padded' if plan['padding'] else 'real tokens only'}",
-             f"  disk ~ {plan['estimated_mb']:.1f} MB ({plan['bytes_per_record'] / 1024:.1f} KiB per record)",
-             f"  build ~ {plan['estimated_seconds']:.1f} s ({plan['seconds_per_batch']:.3f} s per batch, "
+    """A short Markdown summary of :func:`plan_cache`."""
+    lines = [f"**split {plan['split']}**: {plan['records']} records, batch {plan['batch_size']}, {plan['dtype']}, "
+             f"{'padded' if plan['padding'] else 'real tokens only'}", "",
+             f"- disk ~ {plan['estimated_mb']:.1f} MB ({plan['bytes_per_record'] / 1024:.1f} KiB per record)",
+             f"- build ~ {plan['estimated_seconds']:.1f} s ({plan['seconds_per_batch']:.3f} s per batch, "
              "one process)"]
     for name, layout in plan["layout"].items():
-        lines.append(f"  tower {name}: {layout['num_hidden']} taps, shapes {layout['hidden_shapes']}")
+        lines.append(f"- tower {name}: {layout['num_hidden']} taps, shapes {layout['hidden_shapes']}")
     return "\n".join(lines)

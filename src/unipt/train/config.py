@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import yaml
 
+from unipt.overrides import check_types
+
 
 @dataclass
 class TowerConfig:
@@ -87,6 +89,8 @@ class LoopConfig:
     eval_every: int = 1
     resume: bool = True
     cache_dir: str | None = None
+    # Experiment trackers through Accelerate: tensorboard (offline, in the run folder), wandb, mlflow, aim.
+    report_to: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -110,7 +114,7 @@ class RunConfig:
         for name, tower in data.pop("towers").items():
             tower = {"backbone": tower} if isinstance(tower, str) else dict(tower)
             _reject_unknown(TowerConfig, tower, f"towers.{name}.")
-            towers[name] = TowerConfig(**tower)
+            towers[name] = TowerConfig(**check_types(TowerConfig, tower, f"towers.{name}."))
         sections = {"task": TaskConfig, "data": DataConfig, "optim": OptimConfig, "train": LoopConfig}
         built = {}
         for key, klass in sections.items():
@@ -118,7 +122,7 @@ class RunConfig:
             _reject_unknown(klass, values, f"{key}.")
             if key == "optim":
                 _coerce_numbers(values)
-            built[key] = klass(**values)
+            built[key] = klass(**check_types(klass, values, f"{key}."))
         return cls(towers=towers, **built)
 
 
