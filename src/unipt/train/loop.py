@@ -25,6 +25,7 @@ from unipt.train.config import RunConfig
 from unipt.train.data import RunData, load_run_data
 from unipt.train.optim import build_optimizer, build_scheduler
 from unipt.train.system import AdaptedSystem, build_system
+from unipt.train.tracking import RunTracker
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Trainer:
                                                       cpu=needs_cpu_flag())
         set_seed(config.train.seed)
         self.out = Path(config.train.output_dir)
+        self.tracker = RunTracker(config.train.report_to, self.out, self.accelerator.is_main_process)
         self.data = data or load_run_data(config)
         self.system = system or build_system(config, task_options=self.data.task_options)
         self.collate = Collator(self.system.tower_info, self.data.answer_index)
@@ -85,6 +87,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "run_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        self.tracker.start(acc, cfg.to_dict(), _parameter_counts(self.system))
         step_times: list[float] = []
         started = time.perf_counter()
         _reset_peak_memory()
@@ -111,6 +114,8 @@ class Trainer:
                 step_times.append(time.perf_counter() - tick)
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                self.tracker.log_step(epoch * steps_per_epoch + step + 1, losses[-1], scheduler.get_last_lr(),
+                                      1000 * step_times[-1], peak_memory_mb()[0])
             record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": statistics.fmean(losses) if losses else None,
                                       "lr": scheduler.get_last_lr()[0], "losses": losses}
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
@@ -122,7 +127,10 @@ class Trainer:
             history.append(record)
             self._save("last", optimizer, scheduler, epoch + 1, best, history)
             self._log(record)
-        return self._finish(best, history, step_times, time.perf_counter() - started)
+            self.tracker.log_epoch((epoch + 1) * steps_per_epoch, record)
+        result = self._finish(best, history, step_times, time.perf_counter() - started)
+        self.tracker.finish(cfg.train.epochs * steps_per_epoch, result.to_dict())
+        return result
 
     def _steps_per_epoch(self) -> int:
         n = len(self.data.train) // (self.config.train.batch_size * self.accelerator.num_processes)
@@ -187,8 +195,7 @@ class Trainer:
             weights, _, _ = load_checkpoint(self.out / "checkpoints" / "best")
             restore_weights(self.accelerator.unwrap_model(self.system), weights, self.out / "checkpoints" / "best")
             test = self.evaluate(self.data.test)
-        trainable = sum(p.numel() for p in self.system.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.system.parameters())
+        trainable, total = _parameter_counts(self.system)
         saved = sum(v.numel() * v.element_size() for v in self.system.trainable_state_dict().values())
         peak, kind = peak_memory_mb()
         result = FitResult(best or {}, test, trainable, total, saved, peak, kind,
@@ -200,6 +207,12 @@ class Trainer:
 
             plot_history(history, self.out / "training_curve.png", self.system.task.primary_metric)
         return result
+
+
+def _parameter_counts(system: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    return (sum(p.numel() for p in system.parameters() if p.requires_grad),
+            sum(p.numel() for p in system.parameters()))
 
 
 def needs_cpu_flag() -> bool:
