@@ -104,8 +104,11 @@ class UniPTModel(nn.Module):
         print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
 
     # ------------------------------------------------------------------------------- save / load
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write ONLY the side network (safetensors) and the config (JSON), each atomically."""
+    def save_pretrained(self, directory: str | os.PathLike[str], model_card: bool = True, **card: Any) -> None:
+        """Write the side network (safetensors) and the config (JSON), each atomically, and a model card
+        ``README.md`` (``model_card=False``: none). ``card`` adds measured facts to the card:
+        ``datasets``, ``metrics`` (``{split: {name: value}}``), ``peak_memory_mb``, ``step_time_ms``,
+        ``backbone_name`` (see :func:`unipt.model_card.model_facts`)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.side.state_dict().items()}
@@ -117,6 +120,20 @@ class UniPTModel(nn.Module):
         }
         _atomic_write(out / WEIGHTS_NAME, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
         _atomic_write(out / CONFIG_NAME, lambda path: path.write_text(json.dumps(meta, indent=2)))
+        if model_card:
+            from unipt.model_card import model_facts, write_card
+
+            write_card(out, model_facts(self, **card))
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    **card: Any) -> Any:
+        """``save_pretrained`` into a temporary folder (model card included), then upload it to the
+        Hugging Face Hub as ``repo_id`` (needs the network and a token; see :mod:`unipt.hub`)."""
+        from unipt.hub import push_to_hub
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, **card)
+            return push_to_hub(folder, repo_id, private=private, token=token)
 
     @classmethod
     def from_pretrained(

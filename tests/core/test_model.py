@@ -65,7 +65,7 @@ def test_save_load_roundtrip_is_exact(tiny_bert, tiny_batch, tmp_path):
         for p in model.side.parameters():
             p.add_(torch.randn_like(p) * 0.1)  # make sure we are not comparing two fresh inits
     model.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["unipt_config.json", "unipt_side.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "unipt_config.json", "unipt_side.safetensors"]
     meta = json.loads((tmp_path / "unipt_config.json").read_text())
     assert meta["format_version"] == 1 and meta["unipt_version"] == unipt.__version__
     from safetensors.torch import load_file
@@ -105,7 +105,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tiny_bert, tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="disk full"):
         model.save_pretrained(tmp_path)
     assert (tmp_path / "unipt_side.safetensors").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["unipt_config.json", "unipt_side.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "unipt_config.json", "unipt_side.safetensors"]
 
 
 def test_wrong_width_taps_name_the_fix():

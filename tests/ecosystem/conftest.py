@@ -1,4 +1,5 @@
-"""Fixtures: the tokenizer-free tiny BERT of the cache tests (``tiny-bert``) and its synthetic text data."""
+"""Fixtures: the tokenizer-free tiny BERT of the cache tests (``tiny-bert``), its synthetic text data and
+one short finished run shared by the model-card and command-line tests."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cache import tiny  # tests/ is on sys.path (rootdir of the test packages)
+from cache import tiny  # tests/ is on sys.path (the rootdir of the test packages)
 from unipt.backbones import PACKAGED
 
 
@@ -19,3 +20,15 @@ def tiny_bert_name(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny.write_data(tmp_path_factory.mktemp("tiny_text"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """(run folder, FitResult.to_dict()) of 2 epochs x 2 steps of tiny-bert classification."""
+    from unipt.train import Trainer
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PACKAGED, tiny.NAME, tiny.tiny_backbone)
+        result = Trainer(tiny.config(data_root, out, **{"train.max_steps_per_epoch": 2})).fit()
+    return out, result.to_dict()

@@ -206,6 +206,9 @@ class Trainer:
             from unipt.train.plots import plot_history
 
             plot_history(history, self.out / "training_curve.png", self.system.task.primary_metric)
+            from unipt.model_card import run_facts, write_card
+
+            write_card(self.out, run_facts(self.config, self.system, result.to_dict(), self.out))
         return result
 
 
