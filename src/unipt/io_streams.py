@@ -118,7 +118,7 @@ def to_markdown(value: Any, title: str | None = None, level: int = 3) -> str:
     """Generic Markdown: scalars of a mapping as a key/value table, a list of flat records or a
     mapping of flat records as one table, nested values as sections headed by their key."""
     parts = [f"{'#' * level} {title}"] if title else []
-    deeper = min(level + 1, 6)
+    deeper = min(level + 1, 6) if title else level  # sections nest under a title, else start at ``level``
     if isinstance(value, dict) and value and all(_is_record(v) for v in value.values()):
         columns = list(dict.fromkeys(k for v in value.values() for k in v))
         parts.append(table(["name", *columns], [[name, *(v.get(c, "") for c in columns)] for name, v in value.items()]))
