@@ -15,4 +15,4 @@ lint:
 
 # The documentation site, built strictly (a broken link or API reference fails the build) into site/.
 docs: setup
-	.venv/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir site
