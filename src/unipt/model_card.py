@@ -195,8 +195,9 @@ def run_facts(config: Any, system: Any, summary: dict[str, Any], run_dir: str | 
     metrics = {config.data.test_split or "test": summary["test_metrics"]} if summary.get("test_metrics") else {}
     if summary.get("best_metrics"):  # the best epoch on the eval split
         metrics[config.data.eval_split or "eval"] = summary["best_metrics"]
-    texts, images = ('["a moving, funny film"]', None) if modalities == {"text"} else (None, '["photo.jpg"]')
-    args = ", ".join(f"{k}={v}" for k, v in (("texts", texts), ("images", images)) if v)
+    # a text query when the run reads text (classification of text, text-to-image retrieval), else an image
+    args = 'texts=["a moving, funny film"]' if "text" in modalities else 'images=["photo.jpg"]'
+
     snippet = "\n".join([
         "from unipt.train.inference import load_run, predict",
         "",
