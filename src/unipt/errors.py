@@ -16,6 +16,7 @@ from typing import TextIO
 __all__ = [
     "ConfigError",
     "DamagedFileError",
+    "MissingToolchainError",
     "NonFiniteTrainingError",
     "OutputDirError",
     "UniPTError",
@@ -43,6 +44,10 @@ class OutputDirError(UniPTError, OSError):
 
 class UnknownBackboneError(UniPTError, OSError):
     """A backbone name is neither packaged, a local folder, nor a reachable hub model."""
+
+
+class MissingToolchainError(UniPTError, RuntimeError):
+    """An option needs a tool this machine lacks (e.g. a C++ compiler for ``torch.compile``)."""
 
 
 class NonFiniteTrainingError(UniPTError, RuntimeError):
