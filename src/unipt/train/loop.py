@@ -26,7 +26,7 @@ from unipt.train.config import RunConfig
 from unipt.train.data import RunData, load_run_data
 from unipt.train.labels import save_vocabulary
 from unipt.train.metrics_log import metrics_line, rebuild_metrics_log
-from unipt.train.nonfinite import RECORD_IDS, NonFiniteGuard, gradient_norm
+from unipt.train.nonfinite import RECORD_IDS, NonFiniteGuard, gradient_norm, step_scheduler
 from unipt.train.optim import build_optimizer, build_scheduler
 from unipt.train.preflight import check_output_dir, check_weights_finite
 from unipt.train.system import AdaptedSystem, build_system
@@ -120,10 +120,11 @@ class Trainer:
                     norm = gradient_norm(list(system.parameters()))
                 # one rank's NaN loss makes the mean NaN everywhere, so every rank skips the same steps
                 value = (acc.reduce(loss.detach(), "mean") if acc.num_processes > 1 else loss.detach()).item()
-                if guard.step_ok(value, norm, epoch, step, batch):
+                stepped = guard.step_ok(value, norm, epoch, step, batch)
+                if stepped:
                     optimizer.step()
                     losses.append(loss.item())
-                scheduler.step()  # a skipped step still uses up its place in the schedule
+                step_scheduler(scheduler, stepped)  # a skipped step still uses up its place in the schedule
                 optimizer.zero_grad(set_to_none=True)
                 step_times.append(time.perf_counter() - tick)
                 if losses:

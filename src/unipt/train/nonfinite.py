@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,17 @@ class NonFiniteGuard:
                   f"({self.consecutive} in a row, the run stops at {self.patience}); records: {records}",
                   file=sys.stderr)
         return False
+
+
+def step_scheduler(scheduler: Any, optimizer_stepped: bool) -> None:
+    """``scheduler.step()``; after a skipped optimiser step, without PyTorch's warning about the order of
+    the two calls (the skip is deliberate and already reported)."""
+    if optimizer_stepped:
+        scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        scheduler.step()
 
 
 def gradient_norm(parameters: Sequence[torch.Tensor] | Any) -> float:
