@@ -42,8 +42,8 @@ def test_a_label_unseen_in_training_fails_before_training_naming_file_row_and_la
     with pytest.raises(DataFormatError) as caught:
         Trainer(config)
     message = str(caught.value)
-    assert "val.csv" in message and "line 6" in message and "'neutral'" in message
-    assert "training" in message
+    assert "val.csv: record line 6: field 'label': label 'neutral' does not occur in the training split" in message
+    assert "add it to the training data" in message
     assert not (tmp_path / "run").exists()  # nothing was trained or written
 
 

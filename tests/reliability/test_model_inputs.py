@@ -36,10 +36,10 @@ def test_a_batch_of_zero_samples_is_refused_before_the_backbone_runs() -> None:
     assert calls == []
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_a_half_precision_backbone_feeds_a_side_network_in_its_own_dtype(dtype: torch.dtype) -> None:
-    reference = unipt.get_unipt_model(tiny_bert(), UniPTConfig(kernel="reference"))
-    half = unipt.get_unipt_model(tiny_bert().to(dtype), UniPTConfig(kernel="reference"))
+@pytest.mark.parametrize(("dtype", "kernel"), [(torch.bfloat16, "fused"), (torch.float16, "reference")])
+def test_a_half_precision_backbone_feeds_a_side_network_in_its_own_dtype(dtype: torch.dtype, kernel: str) -> None:
+    reference = unipt.get_unipt_model(tiny_bert(), UniPTConfig(kernel=kernel))
+    half = unipt.get_unipt_model(tiny_bert().to(dtype), UniPTConfig(kernel=kernel))
     half.side.load_state_dict(reference.side.state_dict())
     assert all(p.dtype == torch.float32 for p in half.side.parameters())
     out = half(**batch())

@@ -64,7 +64,15 @@ def load_split_records(dataset_name: str, split: str, options: dict[str, Any],
     if vocabulary is None or vocabulary.class_names is None or keyword is None:
         dataset = load_dataset(dataset_name, split, **options)
     else:
-        dataset = load_dataset(dataset_name, split, **{**options, keyword: list(vocabulary.class_names)})
+        try:
+            dataset = load_dataset(dataset_name, split, **{**options, keyword: list(vocabulary.class_names)})
+        except DataFormatError as err:
+            if not (err.problem or "").startswith("unknown label"):
+                raise
+            label = err.problem.removeprefix("unknown label ")
+            raise DataFormatError(err.path, record=err.record, field=err.field,
+                                  problem=f"label {label} does not occur in the training split",
+                                  expected=err.expected, hint=_UNSEEN_HINT) from err
     if vocabulary is not None:
         apply_vocabulary(dataset, vocabulary, split)
     return dataset
