@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from unipt.errors import UnknownBackboneError
 from unipt.io_streams import stdout_to_stderr
 from unipt.preprocess import ImagePreprocessor, TextPreprocessor
 
@@ -163,7 +164,9 @@ def load_backbone(name: str, **options: Any) -> Backbone:
     if key.startswith("random:"):
         arch = key.split(":", 1)[1]
         if arch not in RANDOM:
-            raise ValueError(f"unknown random architecture {arch!r}; known: {sorted(RANDOM)}")
+            close = difflib.get_close_matches(arch, list(RANDOM), n=1)
+            hint = f"; did you mean 'random:{close[0]}'?" if close else ""
+            raise UnknownBackboneError(f"unknown random architecture {arch!r}{hint} Known: {sorted(RANDOM)}")
         return RANDOM[arch](**options)
     if key.startswith(("timm:", "torchvision:")):
         return _load_vision_library(name)
@@ -201,11 +204,14 @@ def _load_hf(name: str) -> Backbone:
             model = transformers.T5EncoderModel.from_pretrained(name)
         else:
             model = transformers.AutoModel.from_pretrained(name)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         close = difflib.get_close_matches(name.lower(), [*PACKAGED, *(f"random:{k}" for k in RANDOM)], n=3)
-        raise OSError(
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UnknownBackboneError(
             f"could not load backbone {name!r}: not a packaged name, a local model folder, or a reachable hub "
-            f"model ({err}). Packaged names: {sorted(PACKAGED)}" + (f"; did you mean {close}?" if close else "")
+            f"model ({reason})" + (f"; did you mean {close}?" if close else "")
+            + f" Packaged: {sorted(PACKAGED)}; also random:<arch> ({', '.join(sorted(RANDOM))}), timm:<name> "
+            "or torchvision:<name>"
         ) from err
     if getattr(model, "main_input_name", "input_ids") == "pixel_values":
         processor = transformers.AutoImageProcessor.from_pretrained(name)

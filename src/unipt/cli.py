@@ -19,13 +19,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from unipt.cache.errors import CacheError
+from unipt.errors import cli_error_code, debug_requested
 from unipt.io_streams import add_format_argument, emit, results_only_stdout
 from unipt.overrides import add_set_argument
 
 
 def _train(args: argparse.Namespace) -> int:
     from unipt.train import Trainer, load_run_config
+    from unipt.train.preflight import check_output_dir
 
     overrides = list(args.set or [])
     if args.report_to:
@@ -39,6 +40,7 @@ def _train(args: argparse.Namespace) -> int:
         for tower in config.towers.values():
             if tower.method == "unipt":
                 tower.options["compile"] = True
+    check_output_dir(config.train.output_dir)  # before any backbone or data is loaded
     trainer = Trainer(config)
     result = trainer.fit()
     if trainer.main:
@@ -53,7 +55,7 @@ def _eval(args: argparse.Namespace) -> int:
     split = args.split or ("test" if trainer.data.test is not None else "eval")
     dataset = {"eval": trainer.data.eval, "test": trainer.data.test, "train": trainer.data.train}[split]
     if dataset is None:
-        raise SystemExit(f"the run config has no {split} split (its data.test_split is null); use --split eval")
+        raise ValueError(f"the run config has no {split} split (its data.test_split is null); use --split eval")
     print(f"evaluating the {split} split", file=sys.stderr)
     emit(trainer.evaluate(dataset), args.format)
     return 0
@@ -62,6 +64,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from unipt.train.inference import load_run, predict
 
+    if not args.text and not args.image:
+        raise ValueError("nothing to predict: give --text TEXT or --image PATH (each repeatable)")
     trainer = load_run(args.run, overrides=args.set)
     emit(predict(trainer, texts=args.text, images=args.image, top_k=args.top_k), args.format)
     return 0
@@ -88,6 +92,8 @@ def _tracker_names(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unipt", description="Universal Parallel Tuning for frozen backbones")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks (also UNIPT_DEBUG=1); accepted anywhere on the command line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="image-text retrieval on Tux Paint stamps: frozen probe vs UniPT")
@@ -143,14 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``unipt`` command. Errors are one line on stderr (exit code 2 for bad input, see
+    :mod:`unipt.errors`); ``--debug`` or ``UNIPT_DEBUG=1`` adds the traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested("--debug" in argv)
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         with results_only_stdout():  # stdout carries the result only; logs and library chatter go to stderr
             return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError, CacheError) as err:
-        print(f"unipt {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as err:
+        return cli_error_code(args.command, err, debug)
     finally:
         from unipt.train.loop import end_distributed
 

@@ -184,6 +184,7 @@ class UniPTConfig:
             self.taps = [self.taps]
         if isinstance(self.decoder_taps, str):
             self.decoder_taps = [self.decoder_taps]
+        _validate(self)
 
     @classmethod
     def for_paper(cls, preset: str, **overrides: Any) -> UniPTConfig:
@@ -246,6 +247,21 @@ class UniPTConfig:
                 f"or pass {name}=... (UniPTConfig.for_paper(preset) fills the paper's widths)."
             )
         return value
+
+
+def _validate(config: UniPTConfig) -> None:
+    """Refuse values that would silently misbehave later (checked when the config is made)."""
+    if config.reduction is not None and not float(config.reduction) > 0:
+        raise ValueError(f"UniPTConfig.reduction={config.reduction!r} must be > 0: side width = backbone width / "
+                         "reduction (e.g. 2 halves it; 1 keeps the width); or set side_width=<int> directly")
+    if config.side_width is not None and config.side_width < 1:
+        raise ValueError(f"UniPTConfig.side_width={config.side_width!r} must be a positive integer, or None to "
+                         "derive it from reduction")
+    for name in ("taps", "decoder_taps"):
+        value = getattr(config, name)
+        if value is not None and len(value) == 0:
+            raise ValueError(f"UniPTConfig.{name}=[] selects no layer; list module names or globs "
+                             f"(e.g. ['encoder.layer.*']), or leave {name}=None to pick them automatically")
 
 
 _FALLBACKS: dict[str, Any] = dict(

@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from unipt.config import UniPTConfig
-from unipt.fingerprint import fingerprint, structure_hash
+from unipt.errors import DamagedFileError, MissingToolchainError
+from unipt.files import atomic_write, read_safetensors, remove_stray_temp_files
+from unipt.fingerprint import architecture_fingerprint, architecture_hash, fingerprint, same_architecture, same_dtype
 from unipt.nn import build_side_network
 from unipt.outputs import AdaptedOutput
-from unipt.taps import BackboneTapper, Taps, discover_widths, fill_config_widths
+from unipt.taps import BackboneTapper, Taps, cast_taps, discover_widths, fill_config_widths
 
 CONFIG_NAME = "unipt_config.json"
 WEIGHTS_NAME = "unipt_side.safetensors"
@@ -70,10 +72,16 @@ class UniPTModel(nn.Module):
         With ``consume=True`` the side network drops its references to ``taps.hidden`` as it goes, so
         each tapped layer can be freed as soon as it is used; otherwise ``taps`` is left intact.
         """
+        taps = cast_taps(taps, self.side_dtype)  # a half-precision backbone feeds an fp32 side network
         hidden = taps.hidden if consume else list(taps.hidden)
         if self.config.input_kind == "cross_stream":
             return self.side(hidden, list(taps.decoder_hidden), taps.mask)
         return self.side(hidden, taps.mask, taps.final, taps.class_index)
+
+    @property
+    def side_dtype(self) -> torch.dtype:
+        """The side network computes in its own dtype (that of its parameters), whatever the backbone's."""
+        return next((p.dtype for p in self.side.parameters() if p.is_floating_point()), torch.float32)
 
     def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> AdaptedOutput:
         if args:  # model(images) for plain CNNs, like the backbone itself
@@ -111,15 +119,16 @@ class UniPTModel(nn.Module):
         ``backbone_name`` (see :func:`unipt.model_card.model_facts`)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        remove_stray_temp_files(out, (WEIGHTS_NAME, CONFIG_NAME))  # left by a save that was killed
         state = {k: v.detach().contiguous().cpu() for k, v in self.side.state_dict().items()}
         meta = {
             "format_version": FORMAT_VERSION,
             "unipt_version": _version(),
             "config": self.config.to_dict(),
-            "backbone": self.backbone_fingerprint,
+            "backbone": {**self.backbone_fingerprint, **architecture_fingerprint(self.backbone)},
         }
-        _atomic_write(out / WEIGHTS_NAME, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
-        _atomic_write(out / CONFIG_NAME, lambda path: path.write_text(json.dumps(meta, indent=2)))
+        atomic_write(out / WEIGHTS_NAME, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
+        atomic_write(out / CONFIG_NAME, lambda path: path.write_text(json.dumps(meta, indent=2)))
         if model_card:
             from unipt.model_card import model_facts, write_card
 
@@ -147,25 +156,32 @@ class UniPTModel(nn.Module):
                     f"{src / name} not found: {src} is not a saved UniPT model "
                     f"(save_pretrained writes {CONFIG_NAME} and {WEIGHTS_NAME})"
                 )
-        meta = json.loads((src / CONFIG_NAME).read_text())
+        try:
+            meta = json.loads((src / CONFIG_NAME).read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DamagedFileError(f"{src / CONFIG_NAME} is damaged ({err}); {_GOOD_COPY}") from err
         if meta.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(
                 f"{src} was saved by a newer unipt (format {meta['format_version']}); upgrade unipt to load it"
             )
         saved = meta.get("backbone", {})
-        if saved.get("structure") and saved["structure"] != structure_hash(backbone):
+        if not same_architecture(saved, backbone):
             raise ValueError(
                 f"{src} holds a side network trained on a different backbone ({saved.get('class')}, "
-                f"structure {saved['structure']}); this backbone is {type(backbone).__name__} "
-                f"({structure_hash(backbone)}). Load it onto the backbone it was trained with."
+                f"structure {saved.get('architecture') or saved['structure']}); this backbone is "
+                f"{type(backbone).__name__} ({architecture_hash(backbone)}). Load it onto the backbone it was "
+                "trained with."
             )
+        weights = read_safetensors(src / WEIGHTS_NAME, _GOOD_COPY)
         model = cls(backbone, UniPTConfig.from_dict(meta["config"]))
-        if saved.get("weights") and saved["weights"] != model.backbone_fingerprint["weights"]:
+        # Weights stored in another dtype (an fp32 run loaded onto the bf16 backbone) cannot be compared exactly.
+        if same_dtype(saved, backbone) and saved.get("weights") \
+                and saved["weights"] != model.backbone_fingerprint["weights"]:
             warnings.warn(
                 f"{src} was trained on the same architecture with other weights; outputs will differ "
                 "from the saved run", stacklevel=2,
             )
-        model.side.load_state_dict(load_file(str(src / WEIGHTS_NAME)))
+        model.side.load_state_dict(weights)
         model.side.requires_grad_(is_trainable)
         return model
 
@@ -189,26 +205,18 @@ def get_unipt_model(
 def require_compiler() -> None:
     """Fail early, with the fix, where ``torch.compile`` has no backend toolchain on this machine."""
     if not (os.environ.get("CXX") or any(shutil.which(c) for c in ("g++", "c++", "clang++"))):
-        raise RuntimeError(
+        raise MissingToolchainError(
             "UniPTConfig(compile=True) needs a C++ compiler for TorchInductor on CPU, and none was found "
             "(install g++, e.g. `apt-get install g++`, or set CXX); or leave compile=False"
         )
     if torch.cuda.is_available() and importlib.util.find_spec("triton") is None:
-        raise RuntimeError(
+        raise MissingToolchainError(
             "UniPTConfig(compile=True) on CUDA needs Triton (`pip install triton`); or leave compile=False"
         )
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_GOOD_COPY = ("the side network was not saved completely or the file was changed since; save it again with "
+              "save_pretrained, or copy the folder again from where it was trained")
 
 
 def _version() -> str:

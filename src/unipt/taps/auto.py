@@ -27,6 +27,7 @@ def is_hf_model(model: nn.Module) -> bool:
 def probe_inputs(model: nn.Module, image_size: int = 224) -> dict[str, torch.Tensor]:
     """A tiny dummy batch the backbone accepts, to discover tap shapes before training."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     if is_hf_model(model):
         name = getattr(model, "main_input_name", "input_ids")
         cfg = model.config
@@ -39,12 +40,12 @@ def probe_inputs(model: nn.Module, image_size: int = 224) -> dict[str, torch.Ten
         if name == "pixel_values":
             side = getattr(cfg, "image_size", None) or image_size
             channels = getattr(cfg, "num_channels", 3)
-            return {"pixel_values": torch.zeros(1, channels, side, side, device=device)}
+            return {"pixel_values": torch.zeros(1, channels, side, side, device=device, dtype=dtype)}
         raise ValueError(
             f"cannot build a probe input for {type(model).__name__} (main input {name!r}); "
             "pass example_inputs=... to get_unipt_model"
         )
-    return {"pixel_values": torch.zeros(1, 3, image_size, image_size, device=device)}
+    return {"pixel_values": torch.zeros(1, 3, image_size, image_size, device=device, dtype=dtype)}
 
 
 def call_backbone(model: nn.Module, inputs: dict[str, torch.Tensor], **extra: object) -> object:

@@ -54,6 +54,8 @@ class BackboneTapper:
     @torch.no_grad()
     def __call__(self, inputs: dict[str, torch.Tensor]) -> Taps:
         cfg = self.config
+        _check_not_empty(inputs)
+        inputs = _to_backbone_dtype(self.backbone, inputs)
         mask = inputs.get("attention_mask")
         self._check_padding(inputs, mask)
         if cfg.tap_source == "hidden_states":
@@ -114,6 +116,29 @@ class BackboneTapper:
             raise ValueError(f"attention_mask shape {tuple(mask.shape)} != input_ids shape {tuple(ids.shape)}")
 
 
+def _check_not_empty(inputs: dict[str, torch.Tensor]) -> None:
+    """A batch of zero samples is refused before the backbone runs (it would fail deep inside it)."""
+    for name, value in inputs.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == 0:
+            raise ValueError(f"got a batch of zero samples ({name} has shape {tuple(value.shape)}); pass at least "
+                             "one sample (check the filter or split that produced this batch)")
+
+
+def _to_backbone_dtype(backbone: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating-point inputs (pixels, embeddings) in the backbone's dtype, so a ``.half()`` / bf16 backbone
+    accepts what the fp32 preprocessing produces; integer inputs (ids, masks) are left alone."""
+    dtype = backbone_dtype(backbone)
+    if dtype is None:
+        return inputs
+    return {k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != dtype else v
+            for k, v in inputs.items()}
+
+
+def backbone_dtype(backbone: nn.Module) -> torch.dtype | None:
+    """The dtype of the backbone's first floating-point parameter (None for a parameter-free module)."""
+    return next((p.dtype for p in backbone.parameters() if p.is_floating_point()), None)
+
+
 def _required(out: object, name: str) -> tuple[torch.Tensor, ...]:
     value = getattr(out, name, None)
     if value is None:
@@ -122,6 +147,19 @@ def _required(out: object, name: str) -> tuple[torch.Tensor, ...]:
             "Name the layers to tap with UniPTConfig(taps=[...])"
         )
     return value
+
+
+def cast_taps(taps: Taps, dtype: torch.dtype) -> Taps:
+    """``taps`` with its floating tensors (layers, final embedding, decoder layers) in ``dtype``; masks and
+    indices keep theirs. Returns ``taps`` itself when nothing needs casting."""
+    def cast(x: torch.Tensor | None) -> torch.Tensor | None:
+        return x.to(dtype) if x is not None and x.is_floating_point() and x.dtype != dtype else x
+
+    tensors = [*taps.hidden, taps.final, *taps.decoder_hidden]
+    if all(t is None or not t.is_floating_point() or t.dtype == dtype for t in tensors):
+        return taps
+    return Taps([cast(h) for h in taps.hidden], taps.mask, cast(taps.final), taps.class_index,
+                [cast(d) for d in taps.decoder_hidden])
 
 
 def discover_widths(tapper: BackboneTapper, example_inputs: dict[str, torch.Tensor] | None) -> Taps:

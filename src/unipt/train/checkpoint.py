@@ -2,8 +2,10 @@
 
 ``<run>/checkpoints/<tag>/`` holds ``trainable.safetensors`` (side networks / adapters, fusion, head),
 ``state.pt`` (optimiser, scheduler, epoch, best metric; read back with ``weights_only=True``, so no
-arbitrary pickle runs) and ``meta.json``. A new checkpoint is written to a temporary folder and
-swapped in with renames: a crash leaves the previous one intact.
+arbitrary pickle runs) and ``meta.json``. A new checkpoint is written to a temporary folder
+(``.<tag>.tmp``) and swapped in with two renames (the old one moves to ``.<tag>.old`` first). A crash
+leaves the previous checkpoint intact; a crash between the two renames leaves no ``<tag>`` at all, and
+:func:`recover_checkpoint` (run before resuming) puts the complete newer copy in place, else the older.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from unipt.errors import DamagedFileError
+from unipt.files import read_safetensors, read_torch_state
 
 WEIGHTS = "trainable.safetensors"
 STATE = "state.pt"
@@ -41,13 +46,66 @@ def save_checkpoint(directory: Path, weights: dict[str, torch.Tensor], state: di
 
 
 def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """(weights, loop state, meta) of a checkpoint folder; names the missing file when incomplete."""
+    """(weights, loop state, meta) of a checkpoint folder; names the missing or damaged file.
+
+    Raises:
+        FileNotFoundError: a file of the checkpoint is missing.
+        DamagedFileError: a file is empty, truncated or overwritten.
+    """
     directory = Path(directory)
     for name in (WEIGHTS, STATE, META):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"checkpoint {directory} is incomplete: {name} is missing")
-    state = torch.load(directory / STATE, weights_only=True, map_location="cpu")
-    return load_file(str(directory / WEIGHTS)), state, json.loads((directory / META).read_text())
+    fix = _good_copy(directory)
+    weights = read_safetensors(directory / WEIGHTS, fix)
+    state = read_torch_state(directory / STATE, fix)
+    try:
+        meta = json.loads((directory / META).read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DamagedFileError(f"{directory / META} is damaged ({err}); {fix}") from err
+    return weights, state, meta
+
+
+def _good_copy(directory: Path) -> str:
+    other = "last" if directory.name == "best" else "best"
+    return (f"the checkpoint was not written completely or was changed since; use checkpoints/{other} of the same "
+            "run if it is intact, or rerun `unipt train` with the run config (it resumes from checkpoints/last)")
+
+
+def is_complete(directory: Path) -> bool:
+    """True when every file of the checkpoint folder exists and parses."""
+    try:
+        load_checkpoint(directory)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def recover_checkpoint(directory: Path) -> str | None:
+    """Repair what a crash in the middle of :func:`save_checkpoint` left, before ``directory`` is read.
+
+    Killed between its two renames, a save leaves ``.<tag>.old`` (the previous checkpoint) and a complete
+    ``.<tag>.tmp`` (the new one) but no ``<tag>``: the complete newer copy wins, else the older one.
+    Leftover temporary folders next to an intact checkpoint are removed.
+
+    Returns:
+        a sentence saying what was recovered, or None when there was nothing to recover.
+    """
+    directory = Path(directory)
+    tmp, old = directory.with_name(f".{directory.name}.tmp"), directory.with_name(f".{directory.name}.old")
+    note = None
+    if not directory.exists():
+        for candidate, what in ((tmp, "the newer copy, written completely before the interrupted swap"),
+                                (old, "the previous copy: the newer one was incomplete")):
+            if candidate.is_dir() and is_complete(candidate):
+                candidate.rename(directory)
+                epoch = json.loads((directory / META).read_text()).get("epoch")
+                note = f"recovered {directory} (epoch {epoch}) from {candidate.name}, {what}"
+                break
+    for leftover in (tmp, old):
+        if leftover.exists() and directory.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+    return note
 
 
 def restore_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:

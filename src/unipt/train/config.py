@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from unipt.overrides import check_types
+from unipt.train.config_check import check_section, require_mapping
 
 
 @dataclass
@@ -78,6 +78,9 @@ class OptimConfig:
 
 @dataclass
 class LoopConfig:
+    """The loop. ``max_consecutive_nonfinite``: a step whose loss or gradient norm is NaN/inf is skipped
+    (and counted in ``metrics.jsonl``); that many skipped steps in a row stop the run with an error."""
+
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int | None = None
@@ -91,6 +94,7 @@ class LoopConfig:
     cache_dir: str | None = None
     # Experiment trackers through Accelerate: tensorboard (offline, in the run folder), wandb, mlflow, aim.
     report_to: list[str] = field(default_factory=list)
+    max_consecutive_nonfinite: int = 5
 
 
 @dataclass
@@ -106,23 +110,24 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        data = dict(data)
+        data = require_mapping(data, "(top level)", "towers: {text: {backbone: minilm}}")
         _reject_unknown(cls, data, "")
         if "towers" not in data or not data["towers"]:
             raise ValueError("run config needs 'towers': e.g. {text: {backbone: minilm, method: unipt}}")
         towers = {}
-        for name, tower in data.pop("towers").items():
-            tower = {"backbone": tower} if isinstance(tower, str) else dict(tower)
+        example = "{backbone: minilm, method: unipt}"
+        for name, tower in require_mapping(data.pop("towers"), "towers", "{text: " + example + "}").items():
+            tower = {"backbone": tower} if isinstance(tower, str) else require_mapping(tower, f"towers.{name}", example)
             _reject_unknown(TowerConfig, tower, f"towers.{name}.")
-            towers[name] = TowerConfig(**check_types(TowerConfig, tower, f"towers.{name}."))
+            if "backbone" not in tower:
+                raise ValueError(f"towers.{name} needs a backbone, e.g. towers.{name}.backbone=minilm")
+            towers[name] = TowerConfig(**check_section(TowerConfig, tower, f"towers.{name}."))
         sections = {"task": TaskConfig, "data": DataConfig, "optim": OptimConfig, "train": LoopConfig}
         built = {}
         for key, klass in sections.items():
-            values = dict(data.get(key) or {})
+            values = require_mapping(data.get(key), key, f"{key}: {{...}}")
             _reject_unknown(klass, values, f"{key}.")
-            if key == "optim":
-                _coerce_numbers(values)
-            built[key] = klass(**check_types(klass, values, f"{key}."))
+            built[key] = klass(**check_section(klass, values, f"{key}."))
         return cls(towers=towers, **built)
 
 
@@ -155,21 +160,6 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         if not isinstance(node, dict):
             raise ValueError(f"override {item!r}: {part!r} is not a section")
     node[parts[-1]] = yaml.safe_load(raw)
-
-
-_FLOAT_FIELDS = ("lr", "head_lr", "weight_decay", "eps", "warmup_ratio", "step_gamma", "grad_clip")
-
-
-def _coerce_numbers(values: dict[str, Any]) -> None:
-    """YAML reads ``1e-3`` (no dot) as a string: turn the optimiser's numbers into floats."""
-    for key in _FLOAT_FIELDS:
-        if values.get(key) is not None:
-            try:
-                values[key] = float(values[key])
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"optim.{key} must be a number, got {values[key]!r}") from err
-    if "betas" in values:
-        values["betas"] = tuple(float(b) for b in values["betas"])
 
 
 def _reject_unknown(klass: type, values: dict[str, Any], prefix: str) -> None:

@@ -7,8 +7,14 @@ from typing import Any
 
 from torch.utils.data import Dataset, Subset
 
-from unipt.data import load_dataset
 from unipt.train.config import RunConfig
+from unipt.train.labels import (
+    LabelVocabulary,
+    base_dataset,
+    describe_split,
+    load_split_records,
+    training_vocabulary,
+)
 
 
 @dataclass
@@ -18,18 +24,59 @@ class RunData:
     test: Dataset | None = None
     answer_index: dict[str, int] | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    labels: LabelVocabulary | None = None  # classification: the training split's classes
 
 
-def load_run_data(config: RunConfig) -> RunData:
-    """Load the splits named in ``config.data``; build what the task needs from the training split
-    (answer vocabulary for VQA/GQA, number of classes for classification)."""
+ROLES = ("train", "eval", "test")
+
+
+def split_name(config: RunConfig, role: str) -> str | None:
+    return {"train": config.data.train_split, "eval": config.data.eval_split, "test": config.data.test_split}[role]
+
+
+def run_vocabulary(config: RunConfig, train: Dataset | None = None) -> LabelVocabulary | None:
+    """The class vocabulary of a classification run, from its (full, unlimited) training split."""
+    if config.task.name != "classification":
+        return None
     data = config.data
-    train = _limit(load_dataset(data.dataset, data.train_split, **data.options), data.limit_train)
-    evaluation = _limit(load_dataset(data.dataset, data.eval_split, **data.options), data.limit_eval)
-    test = None
-    if data.test_split:
-        test = _limit(load_dataset(data.dataset, data.test_split, **data.options), data.limit_eval)
-    run = RunData(train, evaluation, test)
+    train = train if train is not None else load_split_records(data.dataset, data.train_split, data.options, None)
+    num_classes = config.task.options.get("num_classes")
+    return training_vocabulary(train, data.train_split, int(num_classes) if num_classes is not None else None)
+
+
+def load_split(config: RunConfig, role: str, vocabulary: LabelVocabulary | None = None) -> Dataset:
+    """The records of one run split (``train`` / ``eval`` / ``test``) with the config's size limit.
+
+    For classification, labels are numbered by ``vocabulary`` (default: the training split's), so every
+    split agrees with training; a split without records is refused.
+    """
+    data = config.data
+    name = split_name(config, role)
+    if name is None:
+        raise ValueError(f"the run config has no {role} split (data.{role}_split is null)")
+    if vocabulary is None and role != "train":
+        vocabulary = run_vocabulary(config)
+    dataset = load_split_records(data.dataset, name, data.options, vocabulary)
+    if len(dataset) == 0:
+        raise ValueError(f"{describe_split(dataset, role, name)} has no records (e.g. a CSV with only its header); "
+                         f"add records, or point data.options / data.{role}_split at the right file")
+    return _limit(dataset, data.limit_train if role == "train" else data.limit_eval)
+
+
+def load_run_data(config: RunConfig, labels: LabelVocabulary | None = None) -> RunData:
+    """Load the splits named in ``config.data``; build what the task needs from the training split
+    (answer vocabulary for VQA/GQA, class vocabulary for classification, applied to every split).
+
+    Args:
+        labels: a saved run's class vocabulary (``labels.json``); default: the training split's.
+    """
+    data = config.data
+    train = load_split(config, "train", labels)
+    if labels is None and config.task.name == "classification":
+        labels = run_vocabulary(config, base_dataset(train))
+    evaluation = load_split(config, "eval", labels)
+    test = load_split(config, "test", labels) if data.test_split else None
+    run = RunData(train, evaluation, test, labels=labels)
     task = config.task.name
     records = _records(train)
     if task in ("vqa", "gqa"):
@@ -42,9 +89,8 @@ def load_run_data(config: RunConfig) -> RunData:
         answers = sorted((a for a, n in counts.items() if n >= min_count), key=lambda a: (-counts[a], a))
         run.answer_index = {a: i for i, a in enumerate(answers)}
         run.task_options["num_answers"] = len(answers)
-    elif task == "classification" and "num_classes" not in config.task.options:
-        names = _meta(train).get("class_names")
-        run.task_options["num_classes"] = len(names) if names else 1 + max(int(r["label"]) for r in records)
+    elif task == "classification" and "num_classes" not in config.task.options and labels is not None:
+        run.task_options["num_classes"] = labels.num_classes
     return run
 
 
@@ -60,9 +106,3 @@ def _records(dataset: Dataset) -> list[dict[str, Any]]:
         base = _records(dataset.dataset)
         return [base[i] for i in dataset.indices]
     return list(getattr(dataset, "records", []))
-
-
-def _meta(dataset: Dataset) -> dict[str, Any]:
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    return getattr(dataset, "meta", {})

@@ -8,12 +8,14 @@ from typing import Any
 
 import torch
 import yaml
-from PIL import Image
 from torch.utils.data import Dataset, Subset
 
+from unipt.data.images import load_rgb
 from unipt.outputs import AdaptedOutput
 from unipt.train.checkpoint import load_checkpoint, restore_weights
 from unipt.train.config import RunConfig, apply_override
+from unipt.train.data import load_run_data
+from unipt.train.labels import read_vocabulary
 from unipt.train.loop import Trainer
 
 
@@ -30,7 +32,8 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None, tag: str =
     config.train.output_dir = str(run)
     if not any(item.startswith("train.cache_dir=") for item in overrides or []):
         config.train.cache_dir = None  # evaluation and prediction read raw data unless asked otherwise
-    trainer = Trainer(config)
+    # The classes the run was trained with (labels.json), so eval and predict number them the same way.
+    trainer = Trainer(config, data=load_run_data(config, labels=read_vocabulary(run)))
     checkpoint = run / "checkpoints" / tag
     weights, _, _ = load_checkpoint(checkpoint)
     restore_weights(trainer.system, weights, checkpoint)
@@ -50,7 +53,9 @@ def predict(trainer: Trainer, texts: list[str] | None = None, images: list[str] 
             top_k: int = 3) -> list[dict[str, Any]]:
     """Classification: top-k classes per input. Retrieval: top-k test-set matches per query."""
     task = trainer.system.task
-    loaded = [Image.open(p).convert("RGB") for p in images or []]
+    if not texts and not images:
+        raise ValueError("nothing to predict: pass texts=[...] or images=[...] (CLI: --text TEXT or --image PATH)")
+    loaded = [load_rgb(p) for p in images or []]
     if task.name == "classification":
         field_values = texts if texts else loaded
         feats = {task.towers[0]: _tower_features(trainer, task.towers[0], field_values)}
@@ -67,7 +72,7 @@ def predict(trainer: Trainer, texts: list[str] | None = None, images: list[str] 
     raise ValueError(f"predict supports classification and retrieval runs, not {task.name!r}; use unipt eval")
 
 
-def _retrieve(trainer: Trainer, texts: list[str], images: list[Image.Image], paths: list[str],
+def _retrieve(trainer: Trainer, texts: list[str], images: list[Any], paths: list[str],
               top_k: int) -> list[dict[str, Any]]:
     """Rank the test (else eval) split's images for each text and its captions for each image.
 
@@ -122,7 +127,5 @@ def _raw_records(dataset: Dataset) -> tuple[Any, list[dict[str, Any]]]:
 
 
 def _class_names(trainer: Trainer) -> list[str] | None:
-    dataset = trainer.data.train
-    while hasattr(dataset, "dataset"):
-        dataset = dataset.dataset
-    return getattr(dataset, "meta", {}).get("class_names")
+    labels = trainer.data.labels
+    return list(labels.class_names) if labels is not None and labels.class_names is not None else None

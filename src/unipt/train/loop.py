@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from unipt.train.batching import Collator
-from unipt.train.checkpoint import load_checkpoint, restore_weights, save_checkpoint
+from unipt.train.checkpoint import load_checkpoint, recover_checkpoint, restore_weights, save_checkpoint
 from unipt.train.config import RunConfig
 from unipt.train.data import RunData, load_run_data
+from unipt.train.labels import save_vocabulary
+from unipt.train.metrics_log import metrics_line, rebuild_metrics_log
+from unipt.train.nonfinite import RECORD_IDS, NonFiniteGuard, gradient_norm, step_scheduler
 from unipt.train.optim import build_optimizer, build_scheduler
+from unipt.train.preflight import check_output_dir, check_weights_finite
 from unipt.train.system import AdaptedSystem, build_system
 from unipt.train.tracking import RunTracker
 
@@ -64,7 +69,8 @@ class Trainer:
         if config.train.cache_dir:  # cached taps: the cached towers' backbones never run
             from unipt.cache.runtime import use_cache
 
-            self.data, self.collate = use_cache(config, self.system, self.data)
+            # every shard the run will read is checked now, not when an epoch first reaches it
+            self.data, self.collate = use_cache(config, self.system, self.data, verify="full")
         self.main = self.accelerator.is_main_process
 
     # ----------------------------------------------------------------------------------- loaders
@@ -72,13 +78,14 @@ class Trainer:
         cfg = self.config.train
         size = cfg.batch_size if shuffle else (cfg.eval_batch_size or cfg.batch_size)
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        loader = DataLoader(dataset, batch_size=size, shuffle=shuffle, collate_fn=self.collate,
+        loader = DataLoader(_Indexed(dataset), batch_size=size, shuffle=shuffle, collate_fn=_WithIds(self.collate),
                             num_workers=cfg.num_workers, generator=generator, drop_last=shuffle and len(dataset) > size)
         return self.accelerator.prepare_data_loader(loader)
 
     # ----------------------------------------------------------------------------------- train
     def fit(self) -> FitResult:
         cfg, acc = self.config, self.accelerator
+        check_output_dir(self.out)
         steps_per_epoch = self._steps_per_epoch()
         optimizer = build_optimizer(self.system, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch, cfg.train.epochs)
@@ -87,6 +94,9 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "run_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            if self.data.labels is not None:
+                save_vocabulary(self.out, self.data.labels)
+        guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite, self.data.train, verbose=self.main)
         self.tracker.start(acc, cfg.to_dict(), _parameter_counts(self.system))
         step_times: list[float] = []
         started = time.perf_counter()
@@ -96,6 +106,7 @@ class Trainer:
             self.system.task.on_epoch_start(epoch)
             system.train()
             losses = []
+            guard.start_epoch()
             loader = self._loader(self.data.train, shuffle=True, epoch=epoch)
             bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                        disable=not self.main, leave=False)
@@ -107,17 +118,25 @@ class Trainer:
                     loss = system(batch)["loss"]
                 acc.backward(loss)
                 if cfg.optim.grad_clip:
-                    acc.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
-                scheduler.step()
+                    norm = float(acc.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip))
+                else:
+                    norm = gradient_norm(list(system.parameters()))
+                # one rank's NaN loss makes the mean NaN everywhere, so every rank skips the same steps
+                value = (acc.reduce(loss.detach(), "mean") if acc.num_processes > 1 else loss.detach()).item()
+                stepped = guard.step_ok(value, norm, epoch, step, batch)
+                if stepped:
+                    optimizer.step()
+                    losses.append(loss.item())
+                step_scheduler(scheduler, stepped)  # a skipped step still uses up its place in the schedule
                 optimizer.zero_grad(set_to_none=True)
                 step_times.append(time.perf_counter() - tick)
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-                self.tracker.log_step(epoch * steps_per_epoch + step + 1, losses[-1], scheduler.get_last_lr(),
+                if losses:
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                self.tracker.log_step(epoch * steps_per_epoch + step + 1, loss.item(), scheduler.get_last_lr(),
                                       1000 * step_times[-1], peak_memory_mb()[0])
             record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": statistics.fmean(losses) if losses else None,
-                                      "lr": scheduler.get_last_lr()[0], "losses": losses}
+                                      "lr": scheduler.get_last_lr()[0], "skipped_steps": guard.skipped_in_epoch,
+                                      "losses": losses}
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
                 record["eval"] = self.evaluate(self.data.eval)
                 primary = record["eval"][self.system.task.primary_metric]
@@ -162,11 +181,20 @@ class Trainer:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch}
         meta = {"epoch": epoch, "best": best, "history": history, "config": self.config.to_dict()}
         weights = self.accelerator.unwrap_model(self.system).trainable_state_dict()
+        check_weights_finite(weights, f"checkpoint {tag!r} of epoch {epoch}")
         save_checkpoint(self.out / "checkpoints" / tag, weights, state, meta)
 
     def _maybe_resume(self, optimizer: Any, scheduler: Any) -> tuple[int, dict | None, list[dict]]:
         last = self.out / "checkpoints" / "last"
-        if not (self.config.train.resume and last.is_dir()):
+        if not self.config.train.resume:
+            return 0, None, []
+        if self.main:  # finish or undo a checkpoint swap that a crash interrupted
+            for tag in ("last", "best"):
+                note = recover_checkpoint(self.out / "checkpoints" / tag)
+                if note:
+                    print(f"resume: {note}", file=sys.stderr)
+        self.accelerator.wait_for_everyone()
+        if not last.is_dir():
             return 0, None, []
         weights, state, meta = load_checkpoint(last)
         restore_weights(self.accelerator.unwrap_model(self.system), weights, last)
@@ -176,18 +204,24 @@ class Trainer:
         for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
             group["lr"] = base * fn(scheduler.last_epoch)
         scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        history = meta.get("history", [])
         if self.main:
             print(f"resuming from {last} after epoch {state['epoch']}")
-        return int(state["epoch"]), meta.get("best"), meta.get("history", [])
+            note = rebuild_metrics_log(self.out / "metrics.jsonl", history)
+            if note:
+                print(f"resume: {note}", file=sys.stderr)
+        return int(state["epoch"]), meta.get("best"), history
 
     def _log(self, record: dict[str, Any]) -> None:
         if not self.main:
             return
-        slim = {k: v for k, v in record.items() if k != "losses"}
         with open(self.out / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(slim) + "\n")
+            handle.write(metrics_line(record))
+        skipped = f" skipped_steps={record['skipped_steps']}" if record.get("skipped_steps") else ""
+        loss = record["train_loss"]
         shown = {k: round(v, 3) for k, v in (record.get("eval") or {}).items() if not k.endswith("meanr")}
-        print(f"epoch {record['epoch']}: train_loss={record['train_loss']:.4f} eval={shown}")
+        loss_text = f"{loss:.4f}" if loss is not None else "none (every step skipped)"
+        print(f"epoch {record['epoch']}: train_loss={loss_text}{skipped} eval={shown}")
 
     def _finish(self, best: dict | None, history: list[dict], step_times: list[float], seconds: float) -> FitResult:
         test = None
@@ -216,6 +250,31 @@ def _parameter_counts(system: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameters."""
     return (sum(p.numel() for p in system.parameters() if p.requires_grad),
             sum(p.numel() for p in system.parameters()))
+
+
+class _Indexed(Dataset):
+    """``(index, record)`` pairs, so a batch knows which records it holds (to name them in errors)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+class _WithIds:
+    """Collate the records, then add their dataset indices under ``RECORD_IDS``."""
+
+    def __init__(self, collate: Any):
+        self.collate = collate
+
+    def __call__(self, items: list[tuple[int, Any]]) -> dict[str, Any]:
+        batch = self.collate([record for _, record in items])
+        batch[RECORD_IDS] = [index for index, _ in items]
+        return batch
 
 
 def needs_cpu_flag() -> bool:

@@ -7,6 +7,9 @@ fusion and the head hold trainable parameters in UniPT mode.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +18,8 @@ from torch import nn
 
 from unipt.backbones import Backbone, load_backbone
 from unipt.baselines import build_method
+from unipt.config import UniPTConfig
+from unipt.errors import ConfigError
 from unipt.outputs import AdaptedOutput, masked_mean
 from unipt.taps import probe_inputs
 from unipt.tasks import Task, build_task
@@ -148,8 +153,25 @@ def build_tower(name: str, spec: TowerConfig) -> Tower:
     options = dict(spec.options)
     if spec.method in ("unipt", "frozen") and backbone.modality == "image" and "probe_size" not in options:
         options["probe_size"] = getattr(prep, "size", 224)
-    module = build_method(spec.method, backbone.model, **options)
+    try:
+        module = build_method(spec.method, backbone.model, **options)
+    except TypeError as err:
+        raise unknown_option_error(name, spec.method, err) or err from err
     return Tower(name, spec.field or name, backbone, module)
+
+
+def unknown_option_error(tower: str, method: str, err: TypeError) -> ConfigError | None:
+    """A misspelt ``towers.<tower>.options`` key as a ConfigError with the closest option names (None when
+    ``err`` is not about an unexpected keyword)."""
+    match = re.search(r"unexpected keyword argument '([^']+)'", str(err))
+    if match is None:
+        return None
+    key = match.group(1)
+    known = [f.name for f in dataclasses.fields(UniPTConfig)] if method == "unipt" else []
+    close = difflib.get_close_matches(key, known, n=3)
+    hint = f"; did you mean {close}?" if close else (f"; known options: {sorted(known)}" if known else
+                                                     f"; see the options of method {method!r}")
+    return ConfigError(f"towers.{tower}.options.{key} is not an option of method {method!r}{hint}")
 
 
 def build_system(config: RunConfig, towers: dict[str, Tower] | None = None,

@@ -1,0 +1,114 @@
+"""Skip training steps whose loss or gradient norm is NaN / inf, count them, and stop after too many.
+
+One non-finite input sample makes every side-network gradient non-finite, and a single AdamW step with
+them turns every trainable tensor into NaN. The loop asks :class:`NonFiniteGuard` after each backward
+pass whether to step the optimiser; a refused step is skipped (its gradients dropped) and reported,
+``train.max_consecutive_nonfinite`` refused steps in a row stop the run with the batches' records.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from unipt.errors import NonFiniteTrainingError
+
+RECORD_IDS = "record_ids"  # batch key: the dataset indices of the batch's records (added by the loader)
+
+
+class NonFiniteGuard:
+    """Per-run bookkeeping of non-finite steps.
+
+    Args:
+        patience: this many non-finite steps in a row raise :class:`NonFiniteTrainingError`.
+        dataset: the training split, to name the records of a bad batch.
+    """
+
+    def __init__(self, patience: int, dataset: Dataset | None = None, verbose: bool = True):
+        self.patience = max(1, int(patience))
+        self.dataset = dataset
+        self.verbose = verbose
+        self.consecutive = 0
+        self.skipped_in_epoch = 0
+        self._recent: list[str] = []
+
+    def start_epoch(self) -> None:
+        self.skipped_in_epoch = 0
+
+    def step_ok(self, loss: float, grad_norm: float, epoch: int, step: int, batch: dict[str, Any]) -> bool:
+        """True when the optimiser may step; False (after reporting) when the step must be skipped.
+
+        Raises:
+            NonFiniteTrainingError: the ``patience``-th non-finite step in a row.
+        """
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            self.consecutive = 0
+            self._recent = []
+            return True
+        self.consecutive += 1
+        self.skipped_in_epoch += 1
+        where = f"epoch {epoch + 1} step {step + 1}"
+        records = describe_records(self.dataset, batch.get(RECORD_IDS))
+        self._recent = (self._recent + [f"{where}: {records}"])[-3:]
+        values = f"loss={loss:.4g}, gradient norm={grad_norm:.4g}"
+        if self.consecutive >= self.patience:
+            raise NonFiniteTrainingError(
+                f"stopped at {where}: {self.consecutive} training steps in a row had a non-finite loss or gradient "
+                f"({values}); records of the last batches: {' | '.join(self._recent)}. Check those records for "
+                "NaN/inf or extreme values, lower optim.lr, or raise train.max_consecutive_nonfinite"
+            )
+        if self.verbose:
+            print(f"warning: {where}: non-finite {values}; step skipped, weights unchanged "
+                  f"({self.consecutive} in a row, the run stops at {self.patience}); records: {records}",
+                  file=sys.stderr)
+        return False
+
+
+def step_scheduler(scheduler: Any, optimizer_stepped: bool) -> None:
+    """``scheduler.step()``; after a skipped optimiser step, without PyTorch's warning about the order of
+    the two calls (the skip is deliberate and already reported)."""
+    if optimizer_stepped:
+        scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        scheduler.step()
+
+
+def gradient_norm(parameters: Sequence[torch.Tensor] | Any) -> float:
+    """The total 2-norm of the gradients (inf / NaN when any gradient is)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    norms = torch.stack([g.detach().float().norm(2) for g in grads])
+    return float(norms.norm(2))
+
+
+def describe_records(dataset: Dataset | None, ids: Sequence[int] | torch.Tensor | None, limit: int = 8) -> str:
+    """``"#12 (a.png), #40 ('a great film')"``: how an error names records of the training split."""
+    if ids is None:
+        return "unknown (batch without record ids)"
+    ids = [int(i) for i in ids]
+    parts = [f"#{i}{_label(dataset, i)}" for i in ids[:limit]]
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return ", ".join(parts) + more
+
+
+def _label(dataset: Dataset | None, index: int) -> str:
+    while isinstance(dataset, Subset):
+        index = int(dataset.indices[index])
+        dataset = dataset.dataset
+    records = getattr(dataset, "records", None)
+    if records is None or not 0 <= index < len(records):
+        return ""
+    record = records[index]
+    for key in ("image_path", "video_id", "question_id", "text", "caption"):
+        if record.get(key) is not None:
+            return f" ({str(record[key])[:60]!r})" if key in ("text", "caption") else f" ({record[key]})"
+    return ""
