@@ -142,7 +142,7 @@ def test_stray_temporary_files_of_a_killed_save_pretrained_are_cleaned_up(tmp_pa
                                     intermediate_size=64, vocab_size=64), add_pooling_layer=False)
     model = unipt.get_unipt_model(backbone)
     model.save_pretrained(out)
-    assert sorted(p.name for p in out.iterdir()) == ["unipt_config.json", "unipt_side.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "unipt_config.json", "unipt_side.safetensors"]
     again = unipt.UniPTModel.from_pretrained(backbone, out)
     assert all(torch.equal(a, b) for a, b in zip(model.side.state_dict().values(),
                                                  again.side.state_dict().values(), strict=True))
