@@ -28,12 +28,15 @@ class TowerConfig:
     """One feature stream: which backbone, which method adapts it, and the method's options.
 
     ``field`` is the record key the tower reads (``image``, ``text``, ``frames``); by default the
-    tower's own name.
+    tower's own name; ``"*"`` hands the whole record to the backbone's preprocessing (a single-stream
+    encoder such as CLIP-ViL reads the question and the image together). ``backbone_options`` go to the
+    backbone loader (e.g. CLIP-ViL's ``visual`` / ``features`` / ``tokenizer``).
     """
 
     backbone: str
     method: str = "unipt"
     options: dict[str, Any] = field(default_factory=dict)
+    backbone_options: dict[str, Any] = field(default_factory=dict)
     field: str | None = None
     max_length: int | None = None
     image_size: int | None = None
@@ -76,8 +79,12 @@ class OptimConfig:
 
 @dataclass
 class LoopConfig:
+    """``batch_size`` is per process; ``grad_accum_steps`` batches are summed into one optimiser step, so the
+    effective batch is ``batch_size x processes x grad_accum_steps`` (CLIP-ViL: 32 x 4 GPUs x 8 = 1,024)."""
+
     epochs: int = 3
     batch_size: int = 32
+    grad_accum_steps: int = 1
     eval_batch_size: int | None = None
     max_steps_per_epoch: int | None = None
     bf16: bool = False
@@ -87,6 +94,10 @@ class LoopConfig:
     eval_every: int = 1
     resume: bool = True
     cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if int(self.grad_accum_steps) < 1:
+            raise ValueError(f"train.grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
 
 
 @dataclass

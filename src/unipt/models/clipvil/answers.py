@@ -108,3 +108,20 @@ def answer_head_surgery(head: nn.Sequential, source: dict[str, torch.Tensor], ta
             last.bias[row] = source["3.bias"][found]
             report.loaded.append(answer)
     return report
+
+
+def init_head_from_checkpoint(head: nn.Sequential, checkpoint: str, answer_table: str,
+                              answers: list[str]) -> SurgeryReport:
+    """Answer-table surgery from a released file: its pre-trained QA head (pre-training checkpoint) or its
+    fine-tuned ``logit_fc`` (VQA / GQA checkpoint), whose rows ``answer_table`` lists."""
+    from unipt.models.clipvil.weights import read_state_dict, split_checkpoint
+
+    parts = split_checkpoint(read_state_dict(checkpoint))
+    source = parts.pretrained_answer_head or parts.head
+    if not source:
+        raise ValueError(f"{checkpoint} holds no answer head (answer_head.logit_fc.* or logit_fc.*) to copy from")
+    report = answer_head_surgery(head, source, load_answer_table(answer_table), answers)
+    if not report.loaded:
+        raise ValueError(f"none of the {len(answers)} answers is in {answer_table}: is it the table the head in "
+                         f"{checkpoint} was trained with?")
+    return report
