@@ -52,9 +52,10 @@ class AugmentedCaptions:
 
     def __post_init__(self) -> None:
         tokenizer = self.preprocess.tokenizer
-        if self.train and (not getattr(tokenizer, "is_fast", False) or tokenizer.mask_token_id is None):
-            raise ValueError("caption augmentation needs a fast tokenizer with a mask token (BERT's); "
-                             f"{type(tokenizer).__name__} has none: drop data.options.augment.caption_prob")
+        specials = (tokenizer.mask_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id)
+        if self.train and (not getattr(tokenizer, "is_fast", False) or None in specials):
+            raise ValueError("caption augmentation needs a fast BERT-style tokenizer (word ids, [MASK], [CLS], "
+                             f"[SEP]); {type(tokenizer).__name__} is not one: set data.options.augment.caption_prob=0")
 
     @property
     def max_length(self) -> int:
@@ -71,7 +72,7 @@ class AugmentedCaptions:
             for piece, word in zip(enc["input_ids"], enc.word_ids(), strict=True):
                 words.setdefault(word, []).append(piece)
             ids = augment_words(list(words.values()), self.config, tokenizer.mask_token_id, len(tokenizer))
-            rows.append(tokenizer.build_inputs_with_special_tokens(ids[: self.max_length - 2]))
+            rows.append([tokenizer.cls_token_id, *ids[: self.max_length - 2], tokenizer.sep_token_id])
         length = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), length), tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros(len(rows), length, dtype=torch.long)

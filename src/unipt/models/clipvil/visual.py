@@ -54,8 +54,10 @@ class HFCLIPVisionTokens(nn.Module):
     @torch.no_grad()
     def grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``[B, 3, S, S]`` -> ``[B, 1 + patches, D]``."""
-        tower = getattr(self.model, "vision_model", self.model)
-        out = tower(pixel_values=pixel_values)
+        tower = getattr(self.model, "vision_model", self.model)  # transformers < 5 nests the tower
+        # CLIP-ViL's canvases (384 x 640) are not the tower's square size: interpolate its position table, as
+        # the released ViT variant resized it (``reset_pos_embedding``).
+        out = tower(pixel_values=pixel_values, interpolate_pos_encoding=True)
         return tower.post_layernorm(out.last_hidden_state)
 
 
