@@ -6,6 +6,8 @@ Names:
     * any Hugging Face hub name or local folder (``bert-base-uncased``, ``google/vit-base-patch16-224``);
       CLIP towers as ``clip-vision:<name>`` / ``clip-text:<name>``, T5's encoder as ``t5-encoder:<name>``;
     * ``timm:<name>`` / ``torchvision:<name>`` when those optional extras are installed;
+    * ``clipvil:<released checkpoint>`` / ``clipvil:random``: the single-stream CLIP-ViL encoder
+      (:mod:`unipt.models.clipvil`; options ``visual`` / ``features`` / ``tokenizer``...);
     * ``random:<arch>`` real architectures with random weights, for benchmarks (see :data:`RANDOM`).
 """
 
@@ -22,7 +24,7 @@ from unipt.errors import UnknownBackboneError
 from unipt.io_streams import stdout_to_stderr
 from unipt.preprocess import ImagePreprocessor, TextPreprocessor
 
-Modality = Literal["text", "image"]
+Modality = Literal["text", "image", "vision_language"]
 
 
 @dataclass
@@ -170,6 +172,10 @@ def load_backbone(name: str, **options: Any) -> Backbone:
         return RANDOM[arch](**options)
     if key.startswith(("timm:", "torchvision:")):
         return _load_vision_library(name)
+    if key.startswith("clipvil:"):
+        from unipt.models.clipvil import load_clipvil_backbone
+
+        return load_clipvil_backbone(name.split(":", 1)[1], **options)
     return _load_hf(name)
 
 

@@ -88,3 +88,37 @@ def test_errors() -> None:
         AnswerPrediction(4, 4, mode="okvqa")
     with pytest.raises(KeyError, match="answer_scores"):
         AnswerPrediction(4, 4)(joint(torch.zeros(1, 4)), {"label": torch.tensor([0])})
+
+
+def _bce(x: float, y: float) -> float:
+    """One entry of BCE-with-logits, written out: -(y log s(x) + (1 - y) log(1 - s(x)))."""
+    s = 1.0 / (1.0 + math.exp(-x))
+    return -(y * math.log(s) + (1.0 - y) * math.log(1.0 - s))
+
+
+def test_released_loss_scales_by_hand() -> None:
+    """CLIP-ViL's loss: mean BCE over B x A entries on soft scores, times the number of answers when no
+    scale is given (``loss * logit.size(1)``) or times ``--loss_scale`` (500, VQA and GQA UniPT scripts);
+    GQA's target is the one-hot of its single answer."""
+    logits = torch.tensor([[1.5, -0.5, 0.25], [-2.0, 0.75, 3.0]])
+    scores = torch.tensor([[1.0, 1 / 3, 0.0], [0.0, 2 / 3, 1.0]])
+    mean = sum(_bce(float(x), float(y)) for x, y in zip(logits.flatten(), scores.flatten(), strict=True)) / 6
+    features = joint(logits)
+    by_answers = AnswerPrediction(3, 3, loss_scale=None)
+    by_answers.head = nn.Identity()
+    assert float(by_answers(features, {"answer_scores": scores})["loss"]) == pytest.approx(3 * mean, rel=1e-6)
+    released = AnswerPrediction(3, 3, loss_scale=500)
+    released.head = nn.Identity()
+    assert float(released(features, {"answer_scores": scores})["loss"]) == pytest.approx(500 * mean, rel=1e-6)
+    gqa = AnswerPrediction(3, 3, mode="gqa", loss_scale=500)
+    gqa.head = nn.Identity()
+    one_hot = [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    gqa_mean = sum(_bce(float(logits[i, j]), one_hot[i][j]) for i in range(2) for j in range(3)) / 6
+    assert float(gqa(features, {"label": torch.tensor([0, 2])})["loss"]) == pytest.approx(500 * gqa_mean, rel=1e-6)
+
+
+def test_head_init_needs_answers(tmp_path) -> None:
+    with pytest.raises(ValueError, match="head_init needs the answers"):
+        AnswerPrediction(4, 4, head_init={"checkpoint": str(tmp_path / "x.pth"), "answer_table": "t.json"})
+    with pytest.raises(ValueError, match="3 answers for num_answers=4"):
+        AnswerPrediction(4, 4, answers=["a", "b", "c"])

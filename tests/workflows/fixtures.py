@@ -287,3 +287,21 @@ def write_imagefolder(root: Path, counts: dict[str, int] | None = None,
             draw_shapes(root / split / name / f"{k:03d}.png",
                         centred(name, SHAPES[(k // len(classes)) % 2], scale=0.4 + 0.1 * (k % 4)))
     return {"root": str(root)}
+
+
+def write_karpathy_coco(root: Path, splits: dict[str, int] | None = None) -> dict[str, Any]:
+    """``dataset_coco.json`` (Karpathy's COCO split, with ``filepath`` and ``restval``) + ``images/<filepath>/``."""
+    splits = splits or {"train": 4, "restval": 2, "val": 2, "test": 5}
+    images = []
+    for imgid, split in enumerate(s for s, n in splits.items() for _ in range(n)):
+        folder = "val2014" if split in ("val", "test", "restval") else "train2014"
+        filename = f"COCO_{folder}_{imgid + 1:012d}.jpg"
+        color, shape = NAMES[imgid % len(NAMES)], SHAPES[imgid % 2]
+        draw_shapes(root / "images" / folder / filename, centred(color, shape))
+        raws = [f"A {color} {shape}.", f"a {shape} in {color}"]
+        images.append({"filepath": folder, "sentids": [2 * imgid, 2 * imgid + 1], "filename": filename,
+                       "imgid": imgid, "split": split, "cocoid": imgid + 1,
+                       "sentences": [{"tokens": r.lower().strip(".").split(), "raw": r, "imgid": imgid,
+                                      "sentid": 2 * imgid + j} for j, r in enumerate(raws)]})
+    path = _json(root / "dataset_coco.json", {"images": images, "dataset": "coco"})
+    return {"path": str(path), "image_root": str(root / "images")}

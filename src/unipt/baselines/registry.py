@@ -21,10 +21,18 @@ from unipt.baselines.lst import LadderSideTuning
 
 
 def _build_unipt(backbone: nn.Module, *, example_inputs: Any = None, **options: Any) -> nn.Module:
-    """UniPT itself: ``unipt.get_unipt_model(backbone, unipt.UniPTConfig(**options), example_inputs)``."""
+    """UniPT itself: ``unipt.get_unipt_model(backbone, unipt.UniPTConfig(**options), example_inputs)``.
+
+    A backbone that defines ``build_unipt(config, example_inputs)`` (a whole system from the paper whose
+    side network sits in a released place, e.g. CLIP-ViL's frozen pooler after it) builds its own.
+    """
     import unipt
 
-    return unipt.get_unipt_model(backbone, unipt.UniPTConfig(**options), example_inputs)
+    config = unipt.UniPTConfig(**options)
+    builder = getattr(backbone, "build_unipt", None)
+    if builder is not None:
+        return builder(config, example_inputs)
+    return unipt.get_unipt_model(backbone, config, example_inputs)
 
 
 _METHODS: dict[str, Callable[..., nn.Module]] = {

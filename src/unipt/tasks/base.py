@@ -57,6 +57,11 @@ class Task(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Hook the trainer calls at the start of every epoch (0-based); no-op by default."""
 
+    def loss_weight(self, epoch: int, step: int, steps: int) -> float:
+        """Factor the trainer applies to the loss of batch ``step`` (0-based) of ``steps`` in ``epoch``;
+        1 by default (VSE-infinity ramps one epoch's loss up linearly)."""
+        return 1.0
+
     def stream(self, features: dict[str, AdaptedOutput], tower: str) -> AdaptedOutput:
         """Return ``features[tower]`` with an error that names what is available when it is missing."""
         try:

@@ -134,3 +134,29 @@ def retrieval_metrics_from_samples(
         return bidirectional_retrieval_metrics(visual, text, None, visual_name, text_name, ks)
     first, caption_to_item = first_occurrence(torch.as_tensor(visual_index, device=visual.device))
     return bidirectional_retrieval_metrics(visual[first], text, caption_to_item, visual_name, text_name, ks)
+
+
+def fold_averaged_metrics(
+    visual: torch.Tensor,
+    text: torch.Tensor,
+    visual_index: torch.Tensor,
+    folds: int,
+    visual_name: str = "i",
+    text_name: str = "t",
+    ks: tuple[int, ...] = DEFAULT_KS,
+) -> dict[str, float]:
+    """COCO's "5-fold 1K" protocol: split the items (in id order) into ``folds`` equal consecutive folds,
+    score each fold's items against their own captions, and average every metric over the folds.
+
+    Args as :func:`retrieval_metrics_from_samples`; keys get the prefix ``"{folds}fold_"``.
+    """
+    index = torch.as_tensor(visual_index, device=visual.device)
+    items = torch.unique(index)
+    if items.numel() % folds:
+        raise ValueError(f"{items.numel()} items do not split into {folds} equal folds (COCO 5K test: 5 x 1,000)")
+    size = items.numel() // folds
+    runs = []
+    for f in range(folds):
+        rows = torch.isin(index, items[f * size:(f + 1) * size])
+        runs.append(retrieval_metrics_from_samples(visual[rows], text[rows], index[rows], visual_name, text_name, ks))
+    return {f"{folds}fold_{k}": sum(r[k] for r in runs) / folds for k in runs[0]}

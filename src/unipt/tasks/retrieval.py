@@ -14,7 +14,7 @@ from unipt.tasks.base import Task
 from unipt.tasks.contrastive import hinge_triplet_loss, info_nce_loss, positive_mask
 from unipt.tasks.features import POOL_MODES, pooled_vector, token_mask
 from unipt.tasks.gpo import GPO
-from unipt.tasks.ranking import retrieval_metrics_from_samples
+from unipt.tasks.ranking import fold_averaged_metrics, retrieval_metrics_from_samples
 
 LOSSES = ("triplet", "infonce")
 
@@ -50,8 +50,12 @@ class ImageTextRetrieval(Task):
         max_violation: hardest negative only (VSE++); the trainer may flip it any time.
         hard_negatives_from_epoch: when not ``None``, :meth:`on_epoch_start` sets
             ``max_violation = epoch >= hard_negatives_from_epoch`` (VSE∞: sum over all negatives in
-            epoch 0, hardest from epoch 1). VSE∞ also scales the epoch-1 loss by a linear ramp
-            ``i / iters``; that is the trainer's job.
+            epoch 0, hardest from epoch 1).
+        loss_warmup_epoch: the epoch (0-based) whose loss is scaled by a linear ramp ``i / (iters + 1)``
+            over its batches ``i = 0 .. iters-1`` (VSE∞ as released: epoch 1, the first with hardest
+            negatives, ``i / (len(dataset) // batch + 1)``); ``None``: no ramp.
+        eval_folds: also report every metric averaged over this many equal folds of the eval items
+            (COCO's 5-fold 1K beside the 5K test: ``eval_folds=5``), keys ``"{n}fold_<metric>"``.
         temperature: InfoNCE temperature (scale = 1 / temperature).
         learn_temperature: learn ``log(1 / temperature)`` (clamped to scale <= 100 like CLIP).
         image_token_drop: training-time token drop on the image tower (VSE∞: 0.2).
@@ -80,6 +84,8 @@ class ImageTextRetrieval(Task):
         text_tower: str = "text",
         d_pe: int = 32,
         d_hidden: int = 32,
+        loss_warmup_epoch: int | None = None,
+        eval_folds: int | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -93,6 +99,10 @@ class ImageTextRetrieval(Task):
         self.max_violation = max_violation
         self.hard_negatives_from_epoch = hard_negatives_from_epoch
         self.image_token_drop = image_token_drop
+        self.loss_warmup_epoch = loss_warmup_epoch
+        if eval_folds is not None and eval_folds < 2:
+            raise ValueError(f"eval_folds must be >= 2 (COCO: 5), got {eval_folds}")
+        self.eval_folds = eval_folds
 
         widths = {image_tower: image_dim, text_tower: text_dim}
         known = [w for w in widths.values() if w is not None]
@@ -121,6 +131,12 @@ class ImageTextRetrieval(Task):
         """Switch to hardest negatives from ``hard_negatives_from_epoch`` on (if set)."""
         if self.hard_negatives_from_epoch is not None:
             self.max_violation = epoch >= self.hard_negatives_from_epoch
+
+    def loss_weight(self, epoch: int, step: int, steps: int) -> float:
+        """``step / (steps + 1)`` during ``loss_warmup_epoch``, else 1 (VSE∞'s ramp into hardest negatives)."""
+        if self.loss_warmup_epoch is None or epoch != self.loss_warmup_epoch:
+            return 1.0
+        return step / (steps + 1)
 
     def embed(self, tower: str, out: AdaptedOutput) -> torch.Tensor:
         """``[B, E]`` L2-normalised embedding of one tower's adapted features."""
@@ -170,7 +186,12 @@ class ImageTextRetrieval(Task):
         return out
 
     def metrics(self, gathered: dict[str, torch.Tensor]) -> dict[str, float]:
-        """``i2t_r{1,5,10}``, ``t2i_r{1,5,10}`` (percent), ``*_medr``, ``*_meanr`` and ``rsum``."""
-        return retrieval_metrics_from_samples(
-            gathered["image_emb"], gathered["text_emb"], gathered.get("image_index"), "i", "t"
-        )
+        """``i2t_r{1,5,10}``, ``t2i_r{1,5,10}`` (percent), ``*_medr``, ``*_meanr`` and ``rsum``; with
+        ``eval_folds`` the same keys averaged over the folds, prefixed ``"{n}fold_"``."""
+        image, text, index = gathered["image_emb"], gathered["text_emb"], gathered.get("image_index")
+        out = retrieval_metrics_from_samples(image, text, index, "i", "t")
+        if self.eval_folds:
+            if index is None:
+                index = torch.arange(image.shape[0], device=image.device)
+            out.update(fold_averaged_metrics(image, text, index, self.eval_folds, "i", "t"))
+        return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -44,8 +45,9 @@ class AnswerPrediction(Task):
       when the batch has it.
 
     Loss: ``BCEWithLogits`` averaged over all ``B x A`` entries, times ``loss_scale``. CLIP-ViL
-    (UniPT scripts) uses ``--loss_scale 500``, i.e. ``500 * mean``; with ``loss_scale=None`` the
-    scale is ``A`` (LXMERT's default: a sum over answers, mean over the batch).
+    (UniPT scripts, VQA and GQA) uses ``--loss_scale 500``, i.e. ``500 * mean``; with ``loss_scale=None``
+    the scale is ``A`` (the released default when no scale is given, as CLIP-ViL's own VQA fine-tuning
+    runs: a sum over answers, mean over the batch).
 
     Args:
         hidden_dim: D of the pooled vector.
@@ -55,6 +57,10 @@ class AnswerPrediction(Task):
         pooling: how the vector is read (:func:`pooled_vector`); ``"auto"`` = ``pooled`` (e.g. the
             frozen BertPooler on token 0) when present, else the masked mean.
         tower: name of the joint stream in ``features``.
+        answers: the answer of each head row (the data fills it in); needed by ``head_init``.
+        head_init: ``{"checkpoint": <released file>, "answer_table": <its answers>}``: initialise the head by
+            answer-table surgery from the file's pre-trained QA head (CLIP-ViL / LXMERT ``--loadLXMERTQA``);
+            see :mod:`unipt.models.clipvil.answers`.
     """
 
     primary_metric = "accuracy"
@@ -67,6 +73,8 @@ class AnswerPrediction(Task):
         loss_scale: float | None = 1.0,
         pooling: str = "auto",
         tower: str = "joint",
+        answers: list[str] | None = None,
+        head_init: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -78,6 +86,20 @@ class AnswerPrediction(Task):
         self.loss_scale = float(num_answers) if loss_scale is None else loss_scale
         self.pooling = check_pool_mode(pooling)
         self.head = AnswerHead(hidden_dim, num_answers)
+        if answers is not None and len(answers) != num_answers:
+            raise ValueError(f"{len(answers)} answers for num_answers={num_answers}")
+        self.answers = list(answers) if answers is not None else None
+        if head_init:
+            self.init_head(**head_init)
+
+    def init_head(self, checkpoint: str, answer_table: str) -> None:
+        """Answer-table surgery from a released checkpoint's QA head (see the class docstring)."""
+        from unipt.models.clipvil.answers import init_head_from_checkpoint
+
+        if self.answers is None:
+            raise ValueError("head_init needs the answers of the head's rows (the trainer passes them from the data)")
+        report = init_head_from_checkpoint(self.head, checkpoint, answer_table, self.answers)
+        logging.getLogger(__name__).info("answer head: %s", report)
 
     def logits(self, features: dict[str, AdaptedOutput]) -> torch.Tensor:
         """``[B, A]`` answer logits."""

@@ -33,7 +33,7 @@ class Collator:
     def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = {"inputs": {}, "frames_per_item": {}}
         for name, (field, backbone) in self.towers.items():
-            values = [_field(r, field, name) for r in records]
+            values = list(records) if field == "*" else [_field(r, field, name) for r in records]
             if field == "video":
                 values, mask, frames = _flatten_frames(values, records)
                 batch["frames_per_item"][name] = frames

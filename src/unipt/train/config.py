@@ -30,12 +30,15 @@ class TowerConfig:
     """One feature stream: which backbone, which method adapts it, and the method's options.
 
     ``field`` is the record key the tower reads (``image``, ``text``, ``frames``); by default the
-    tower's own name.
+    tower's own name; ``"*"`` hands the whole record to the backbone's preprocessing (a single-stream
+    encoder such as CLIP-ViL reads the question and the image together). ``backbone_options`` go to the
+    backbone loader (e.g. CLIP-ViL's ``visual`` / ``features`` / ``tokenizer``).
     """
 
     backbone: str
     method: str = "unipt"
     options: dict[str, Any] = field(default_factory=dict)
+    backbone_options: dict[str, Any] = field(default_factory=dict)
     field: str | None = None
     max_length: int | None = None
     image_size: int | None = None
@@ -78,11 +81,14 @@ class OptimConfig:
 
 @dataclass
 class LoopConfig:
-    """The loop. ``max_consecutive_nonfinite``: a step whose loss or gradient norm is NaN/inf is skipped
-    (and counted in ``metrics.jsonl``); that many skipped steps in a row stop the run with an error."""
+    """The loop. ``batch_size`` is per process; ``grad_accum_steps`` batches are summed into one optimiser
+    step, so the effective batch is ``batch_size x processes x grad_accum_steps`` (CLIP-ViL: 32 x 4 GPUs x 8
+    = 1,024). ``max_consecutive_nonfinite``: a step whose loss or gradient norm is NaN/inf is skipped (and
+    counted in ``metrics.jsonl``); that many skipped steps in a row stop the run with an error."""
 
     epochs: int = 3
     batch_size: int = 32
+    grad_accum_steps: int = 1
     eval_batch_size: int | None = None
     max_steps_per_epoch: int | None = None
     bf16: bool = False
@@ -95,6 +101,10 @@ class LoopConfig:
     # Experiment trackers through Accelerate: tensorboard (offline, in the run folder), wandb, mlflow, aim.
     report_to: list[str] = field(default_factory=list)
     max_consecutive_nonfinite: int = 5
+
+    def __post_init__(self) -> None:
+        if int(self.grad_accum_steps) < 1:
+            raise ValueError(f"train.grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
 
 
 @dataclass

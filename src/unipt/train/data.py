@@ -25,6 +25,12 @@ class RunData:
     answer_index: dict[str, int] | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     labels: LabelVocabulary | None = None  # classification: the training split's classes
+    augment: dict[str, Any] | None = None
+
+
+def loader_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``data.options`` minus ``augment`` (the training-time augmentation spec, not a loader argument)."""
+    return {k: v for k, v in options.items() if k != "augment"}
 
 
 ROLES = ("train", "eval", "test")
@@ -39,7 +45,8 @@ def run_vocabulary(config: RunConfig, train: Dataset | None = None) -> LabelVoca
     if config.task.name != "classification":
         return None
     data = config.data
-    train = train if train is not None else load_split_records(data.dataset, data.train_split, data.options, None)
+    if train is None:
+        train = load_split_records(data.dataset, data.train_split, loader_options(data.options), None)
     num_classes = config.task.options.get("num_classes")
     return training_vocabulary(train, data.train_split, int(num_classes) if num_classes is not None else None)
 
@@ -56,10 +63,10 @@ def load_split(config: RunConfig, role: str, vocabulary: LabelVocabulary | None 
         raise ValueError(f"the run config has no {role} split (data.{role}_split is null)")
     if vocabulary is None and role != "train":
         vocabulary = run_vocabulary(config)
-    dataset = load_split_records(data.dataset, name, data.options, vocabulary)
+    dataset = load_split_records(data.dataset, name, loader_options(data.options), vocabulary)
     if len(dataset) == 0:
         raise ValueError(f"{describe_split(dataset, role, name)} has no records (e.g. a CSV with only its header); "
-                         f"add records, or point data.options / data.{role}_split at the right file")
+                         f"add records, or point loader_options(data.options) / data.{role}_split at the right file")
     return _limit(dataset, data.limit_train if role == "train" else data.limit_eval)
 
 
@@ -76,7 +83,7 @@ def load_run_data(config: RunConfig, labels: LabelVocabulary | None = None) -> R
         labels = run_vocabulary(config, base_dataset(train))
     evaluation = load_split(config, "eval", labels)
     test = load_split(config, "test", labels) if data.test_split else None
-    run = RunData(train, evaluation, test, labels=labels)
+    run = RunData(train, evaluation, test, labels=labels, augment=data.options.get("augment"))
     task = config.task.name
     records = _records(train)
     if task in ("vqa", "gqa"):
@@ -89,6 +96,7 @@ def load_run_data(config: RunConfig, labels: LabelVocabulary | None = None) -> R
         answers = sorted((a for a, n in counts.items() if n >= min_count), key=lambda a: (-counts[a], a))
         run.answer_index = {a: i for i, a in enumerate(answers)}
         run.task_options["num_answers"] = len(answers)
+        run.task_options["answers"] = answers  # row order of the answer head (for answer-table surgery)
     elif task == "classification" and "num_classes" not in config.task.options and labels is not None:
         run.task_options["num_classes"] = labels.num_classes
     return run

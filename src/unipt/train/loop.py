@@ -4,11 +4,13 @@ checkpoints, exact resume, JSONL metrics and a final summary with cost measureme
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,11 +68,18 @@ class Trainer:
         self.data = data or load_run_data(config)
         self.system = system or build_system(config, task_options=self.data.task_options)
         self.collate = Collator(self.system.tower_info, self.data.answer_index)
+        self.train_collate = self.collate
+        if self.data.augment:  # training-time augmentation (VSE-infinity's recipe); eval keeps its resize
+            from unipt.train.augment import augmented_collators
+
+            self.train_collate, self.collate = augmented_collators(self.system.tower_info, self.data.answer_index,
+                                                                   self.data.augment)
         if config.train.cache_dir:  # cached taps: the cached towers' backbones never run
             from unipt.cache.runtime import use_cache
 
             # every shard the run will read is checked now, not when an epoch first reaches it
             self.data, self.collate = use_cache(config, self.system, self.data, verify="full")
+            self.train_collate = self.collate
         self.main = self.accelerator.is_main_process
 
     # ----------------------------------------------------------------------------------- loaders
@@ -78,7 +87,8 @@ class Trainer:
         cfg = self.config.train
         size = cfg.batch_size if shuffle else (cfg.eval_batch_size or cfg.batch_size)
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        loader = DataLoader(_Indexed(dataset), batch_size=size, shuffle=shuffle, collate_fn=_WithIds(self.collate),
+        collate = self.train_collate if shuffle else self.collate
+        loader = DataLoader(_Indexed(dataset), batch_size=size, shuffle=shuffle, collate_fn=_WithIds(collate),
                             num_workers=cfg.num_workers, generator=generator, drop_last=shuffle and len(dataset) > size)
         return self.accelerator.prepare_data_loader(loader)
 
@@ -87,8 +97,9 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         check_output_dir(self.out)
         steps_per_epoch = self._steps_per_epoch()
+        accum = cfg.train.grad_accum_steps
         optimizer = build_optimizer(self.system, cfg.optim)
-        scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch, cfg.train.epochs)
+        scheduler = build_scheduler(optimizer, cfg.optim, math.ceil(steps_per_epoch / accum), cfg.train.epochs)
         system, optimizer = acc.prepare(self.system, optimizer)
         start_epoch, best, history = self._maybe_resume(optimizer, scheduler)
         if self.main:
@@ -114,21 +125,29 @@ class Trainer:
                 if step >= steps_per_epoch:
                     break
                 tick = time.perf_counter()
-                with acc.autocast():
-                    loss = system(batch)["loss"]
-                acc.backward(loss)
-                if cfg.optim.grad_clip:
-                    norm = float(acc.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip))
-                else:
-                    norm = gradient_norm(list(system.parameters()))
-                # one rank's NaN loss makes the mean NaN everywhere, so every rank skips the same steps
-                value = (acc.reduce(loss.detach(), "mean") if acc.num_processes > 1 else loss.detach()).item()
-                stepped = guard.step_ok(value, norm, epoch, step, batch)
-                if stepped:
-                    optimizer.step()
+                # ``accum`` batches make one optimiser step (the epoch's last group may be shorter); each
+                # batch's loss is divided by its group's size, so the step follows the group's mean loss.
+                group = min(accum, steps_per_epoch - step // accum * accum)
+                boundary = (step + 1) % accum == 0 or step + 1 == steps_per_epoch
+                with nullcontext() if boundary else acc.no_sync(system):
+                    with acc.autocast():
+                        loss = system(batch)["loss"]
+                    weight = self.system.task.loss_weight(epoch, step, steps_per_epoch)
+                    acc.backward(loss * (weight / group))
+                if boundary:
+                    if cfg.optim.grad_clip:
+                        norm = float(acc.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip))
+                    else:
+                        norm = gradient_norm(list(system.parameters()))
+                    # one rank's NaN loss makes the mean NaN everywhere, so every rank skips the same steps
+                    value = (acc.reduce(loss.detach(), "mean") if acc.num_processes > 1 else loss.detach()).item()
+                    stepped = guard.step_ok(value, norm, epoch, step, batch)
+                    if stepped:
+                        optimizer.step()
+                    step_scheduler(scheduler, stepped)  # a skipped step still uses up its place in the schedule
+                    optimizer.zero_grad(set_to_none=True)
+                if math.isfinite(loss.item()):
                     losses.append(loss.item())
-                step_scheduler(scheduler, stepped)  # a skipped step still uses up its place in the schedule
-                optimizer.zero_grad(set_to_none=True)
                 step_times.append(time.perf_counter() - tick)
                 if losses:
                     bar.set_postfix(loss=f"{losses[-1]:.4f}")

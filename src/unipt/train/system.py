@@ -137,7 +137,7 @@ def _out_width(tower: Tower) -> int:
 
 def load_tower_backbone(spec: TowerConfig) -> Backbone:
     """The tower's backbone with its preprocessing set to the tower's ``max_length`` / ``image_size``."""
-    backbone = load_backbone(spec.backbone)
+    backbone = load_backbone(spec.backbone, **spec.backbone_options)
     prep = backbone.preprocess
     if spec.max_length is not None and hasattr(prep, "max_length"):
         prep.max_length = spec.max_length
