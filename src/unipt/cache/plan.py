@@ -73,8 +73,9 @@ def plan_cache(config: RunConfig, split: str = "train", *, towers: dict[str, Tow
         "bytes_per_record": round(probe.bytes_per_record, 1),
         "estimated_bytes": int(total),
         "estimated_mb": round(total / 2**20, 2),
-        "seconds_per_batch": round(probe.seconds * size / probe.records, 4),
-        "estimated_seconds": round(probe.seconds * size / probe.records * batches, 2),
+        # three significant digits: a tiny cache's estimate must not round to 0 s
+        "seconds_per_batch": float(f"{probe.seconds * size / probe.records:.3g}"),
+        "estimated_seconds": float(f"{probe.seconds * size / probe.records * batches:.3g}"),
         "layout": {name: layout_of(name, probe.pack, padding) for name in source.towers},
     }
 
