@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Full-size random-initialised backbones at the paper's batch sizes, every method, on ONE CUDA GPU.
-# No network needed (random weights, synthetic batches). Budget: under 8 minutes on an H100-class GPU.
+# Full-size random-initialised backbones at the paper's batch sizes, every method, on ONE CUDA GPU,
+# preceded by the sequence-length sweep (MiniLM at 32/128/512 tokens, a random 12-layer BERT-base-width
+# encoder with 2048 positions at 32..2048 tokens: UniPT reference / fused / memory mode, LoRA, full).
+# No network needed (packaged MiniLM, random weights, synthetic batches). Budget: under 8 minutes on an
+# H100-class GPU: the length sweep starts no new point after --length-budget-s (default 180 s).
 #
 #   bash benchmarks/gpu.sh                 # fp32, all four backbones -> benchmarks/results/gpu/
 #   bash benchmarks/gpu.sh --bf16          # forward under bfloat16 autocast (weights and AdamW fp32)
 #   bash benchmarks/gpu.sh --only bert,vit # a subset
+#   bash benchmarks/gpu.sh --no-length     # only the four backbones
 #   bash benchmarks/gpu.sh --device cpu --tiny   # the same code on miniature configs (smoke test, CPU)
 #
-# Extra arguments are passed to `python -m unipt.bench gpu` (see --help). Each backbone gets a table in
-# benchmarks/results/gpu/gpu.md (+ gpu.json, gpu-<backbone>.png); a method that runs out of memory is
-# recorded as OOM and the run continues.
+# Extra arguments are passed to `python -m unipt.bench gpu` (see --help). Outputs in benchmarks/results/gpu/:
+# length.md (+ length.json, length.png) for the sweep, written after every point; gpu.md (+ gpu.json,
+# gpu-<backbone>.png) with a table per backbone, written after every backbone. A method that runs out of
+# memory is recorded as OOM and the run continues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"

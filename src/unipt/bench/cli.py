@@ -8,6 +8,8 @@ Examples::
     unipt bench scaling                    # depth 6/12/24 and batch 4..32 on a random BERT -> benchmarks/results
     unipt bench gpu --device cuda          # full-size backbones on one GPU (benchmarks/gpu.sh)
     unipt bench micro --methods full,lora,unipt   # one random-BERT workload, cost only
+    unipt bench length                     # UniPT kernels vs LoRA / full at L = 32..2048 -> benchmarks/results
+    unipt bench length --models minilm --lengths 32,128 --rounds 3 --out runs/length   # a quick look
 """
 
 from __future__ import annotations
@@ -94,6 +96,51 @@ def _micro(args: argparse.Namespace) -> int:
     return 0
 
 
+def _length(args: argparse.Namespace) -> int:
+    from unipt.bench.length import LengthOptions, run_length_sweep
+    from unipt.bench.length_report import format_length
+
+    set_threads(args.threads)
+    opts = LengthOptions(
+        models=tuple(_names(args.models) or ()), lengths=_ints(args.lengths), batch=args.batch, tokens=args.tokens,
+        methods=tuple(_names(args.methods) or ()), rounds=args.rounds, warmup=args.warmup,
+        memory_steps=args.memory_steps, measure_memory=not args.no_memory, device=args.device,
+        threads=args.threads or None, random_width=args.random_width, random_heads=args.random_heads,
+        random_layers=args.random_layers, budget_s=args.budget_s, progress=not args.no_progress, out=args.out,
+        command="unipt bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
+    )
+    report = run_length_sweep(opts)
+    print(format_length(report))
+    print(f"wrote {args.out}/length.md, length.json and length.png")
+    return 0
+
+
+def length_arguments(p: argparse.ArgumentParser, out: str = "benchmarks/results") -> None:
+    """Options of ``unipt bench length`` (also used by the GPU script's driver)."""
+    from unipt.bench.length import METHODS
+
+    p.add_argument("--models", default="minilm,random-bert", help="comma-separated: minilm, random-bert, tiny")
+    p.add_argument("--lengths", default="32,128,512,2048",
+                   help="sequence lengths; lengths beyond a model's positions are skipped (MiniLM: 512)")
+    p.add_argument("--batch", type=int, default=32, help="largest batch (sequences)")
+    p.add_argument("--tokens", type=int, default=4096,
+                   help="tokens per batch at long lengths: batch = min(--batch, tokens / L)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--memory-steps", type=int, default=2, help="training steps per peak-memory reading")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory readings")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads (default 2, the issue's setting; 0 = torch's default)")
+    p.add_argument("--random-width", type=int, help="width of the random BERT (default 384 on CPU, 768 on CUDA)")
+    p.add_argument("--random-heads", type=int, default=12)
+    p.add_argument("--random-layers", type=int, default=12)
+    p.add_argument("--budget-s", type=float, help="start no new point after this many seconds")
+    p.add_argument("--out", default=out, help="where length.md / length.json / length.png go")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def _gpu(args: argparse.Namespace) -> int:
     from unipt.bench.gpu import run_gpu
 
@@ -164,6 +211,11 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     _sizes_arguments(p, layers=4, batch=16)
     p.add_argument("--out", default="runs/bench-micro")
     p.set_defaults(func=_micro)
+
+    p = sub.add_parser("length", help="UniPT (reference / fused / memory mode) vs LoRA and full against "
+                                      "sequence length")
+    length_arguments(p)
+    p.set_defaults(func=_length)
 
     p = sub.add_parser("gpu", help="full-size random backbones at paper batch sizes on one GPU")
     gpu.add_arguments(p)

@@ -12,6 +12,11 @@ Per backbone, in one process on the device:
 A method that runs out of memory keeps its row as ``OOM`` and the run goes on. ``--tiny --device cpu``
 runs the same code on miniature configs (the tests use it; CPU peaks are in-process RSS readings and
 only indicative there).
+
+First, the sequence-length sweep (:mod:`unipt.bench.length`: MiniLM at 32/128/512 tokens and a random
+12-layer BERT-base-width encoder with 2048 positions up to 2048 tokens; UniPT reference / fused /
+memory mode, LoRA, full) runs on the same device into ``length.md|json|png``; it starts no new point
+after ``--length-budget-s`` seconds, so the whole script stays inside its 8 minutes.
 """
 
 from __future__ import annotations
@@ -225,6 +230,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-steps", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/gpu")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-length", action="store_true", help="skip the sequence-length sweep")
+    parser.add_argument("--length-models", default="minilm,random-bert")
+    parser.add_argument("--length-lengths", default="32,128,512,2048")
+    parser.add_argument("--length-budget-s", type=float, default=180.0,
+                        help="the length sweep starts no new point after this many seconds")
 
 
 def run_gpu(args: argparse.Namespace) -> int:
@@ -237,6 +247,8 @@ def run_gpu(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not args.no_length:
+        _length_sweep(args)
     only = [s for s in args.only.split(",") if s]
     sections, reports = [], []
     for case in gpu_cases(args.tiny, only):
@@ -248,15 +260,38 @@ def run_gpu(args: argparse.Namespace) -> int:
         print(section, flush=True)
         sections.append(section)
         plot_report(report, out / f"gpu-{report.workload}.png")
+        _write_tables(out, reports, sections, time.perf_counter() - started, args.device)  # survives a timeout
     total = time.perf_counter() - started
-    header = f"# GPU benchmark ({reports[0].device if reports else args.device}), {total / 60:.1f} min\n\n"
-    (out / "gpu.md").write_text(header + "\n".join(sections))
-    combined = {"elapsed_s": total, "reports": [r.to_dict() for r in reports]}
-    (out / "gpu.json").write_text(json.dumps(combined, indent=2))
+    _write_tables(out, reports, sections, total, args.device)
     print(f"wrote {out / 'gpu.md'} and {out / 'gpu.json'} in {total:.0f} s")
     for report in reports:
         print(format_targets(checks_from_dicts(report.targets), f"targets, {report.workload}"))
     return 0
+
+
+def _write_tables(out: Path, reports: list[BenchmarkReport], sections: list[str], elapsed_s: float,
+                  device: str) -> None:
+    header = f"# GPU benchmark ({reports[0].device if reports else device}), {elapsed_s / 60:.1f} min\n\n"
+    (out / "gpu.md").write_text(header + "\n".join(sections))
+    combined = {"elapsed_s": elapsed_s, "reports": [r.to_dict() for r in reports]}
+    (out / "gpu.json").write_text(json.dumps(combined, indent=2))
+
+
+def _length_sweep(args: argparse.Namespace) -> None:
+    """The sequence-length sweep on this device into ``<out>/length.*`` (tiny model and lengths with --tiny)."""
+    from unipt.bench.length import LengthOptions, run_length_sweep
+    from unipt.bench.length_report import format_length
+
+    tiny = bool(args.tiny)
+    opts = LengthOptions(
+        models=("tiny",) if tiny else tuple(m for m in args.length_models.split(",") if m),
+        lengths=(16, 64) if tiny else tuple(int(v) for v in args.length_lengths.split(",") if v),
+        batch=4 if tiny else 32, tokens=128 if tiny else 4096, rounds=1 if tiny else 10,
+        warmup=0 if tiny else 3, memory_steps=1 if tiny else 2, measure_memory=not tiny, device=args.device,
+        threads=None, budget_s=args.length_budget_s, progress=not args.no_progress, out=args.out,
+        command="bash benchmarks/gpu.sh (unipt bench gpu)",
+    )
+    print(format_length(run_length_sweep(opts)), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
