@@ -6,6 +6,7 @@
     unipt predict runs/rt --text "a moving, funny film"
     unipt bench suite | unipt bench scaling      # side-by-side cost/accuracy tables
     unipt cache build configs/tuxpaint.yaml --out cache/tux
+    unipt plan configs/rotten_tomatoes.yaml      # predicted peak training memory, UniPT vs baselines
 
 Standard output carries only the result (``--format json|md``); logs and progress bars go to stderr.
 """
@@ -138,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
 
         add_bench_parser(sub)
     except ImportError:  # pragma: no cover - bench is part of the package
+        pass
+    try:
+        from unipt.bench.plan_report import add_plan_parser
+
+        add_plan_parser(sub)
+    except ImportError:  # pragma: no cover
         pass
     try:
         from unipt.cache.cli import add_cache_parser
