@@ -251,7 +251,7 @@ def _extrapolate(p1: Probe, p2: Probe, batch: int) -> tuple[int, int, float]:
             a = max((v[col + 1] for v in t1[i1:i2]), default=last1[col + 1])
             b = max((v[col + 1] for v in t2[j1:j2]), default=last2[col + 1])
             best[col] = max(best[col], a + (b - a) * k)
-    return int(best[0]), int(best[1]), matched / max(len(t1), 1)
+    return int(best[0]), int(best[1]), matched / max(len(t1), len(t2), 1)
 
 
 def plan_method(session: PlanSession, method: str, probe_batches: tuple[int, int] = (2, 4)) -> MethodPlan:
@@ -298,7 +298,7 @@ def plan_config(config_data: dict[str, Any], methods: Sequence[str] | None = Non
 
     session = PlanSession(config_data)
     own = own_method(config_data)
-    names = list(dict.fromkeys([own, *(methods or BASELINES)]))
+    names = list(dict.fromkeys([own, *(BASELINES if methods is None else methods)]))
     plans = []
     for method in tqdm(names, desc="planning", disable=not progress, leave=False):
         try:
