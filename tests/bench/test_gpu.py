@@ -59,6 +59,10 @@ def test_command_line_smoke_run_writes_the_table(tmp_path, capsys):
     assert [r["method"] for r in data["reports"][0]["rows"]] == ["frozen", "full", "bitfit", "lora", "ia3", "lst",
                                                                  "unipt"]
     assert (tmp_path / "gpu-resnet.png").is_file()
+    length = json.loads((tmp_path / "length.json").read_text())  # the length sweep ran first, tiny
+    assert [(p["model"], p["length"]) for p in length["points"]] == [("tiny", 16), ("tiny", 64)]
+    assert all(r["status"] == "ok" and r["step_ms"] > 0 for p in length["points"] for r in p["report"]["rows"])
+    assert (tmp_path / "length.md").is_file() and (tmp_path / "length.png").is_file()
     assert "targets, resnet" in capsys.readouterr().out
 
 

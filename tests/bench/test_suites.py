@@ -45,3 +45,31 @@ def test_unknown_names_are_errors():
         get_suite("imagenet")
     with pytest.raises(KeyError, match="has no method"):
         get_suite("tuxpaint").run_config("ia3")
+
+
+def test_minilm_suites_read_128_tokens_and_suites_default_to_three_seeds():
+    from unipt.bench.cli import build_parser
+    from unipt.bench.suite_run import SuiteOptions
+
+    for name in ("rotten_tomatoes", "tuxpaint"):
+        config = RunConfig.from_dict(get_suite(name).run_config("unipt"))
+        assert config.towers["text"].backbone == "minilm" and config.towers["text"].max_length == 128
+    assert SuiteOptions().seeds == 3
+
+
+def test_suite_command_runs_three_seeds_and_quick_one(monkeypatch, tmp_path):
+    from unipt.bench import suite_report
+    from unipt.bench.cli import build_parser
+
+    seen = []
+
+    def record(spec, opts):
+        seen.append(opts.seeds)
+        raise RuntimeError("stop after reading the options")
+
+    monkeypatch.setattr(suite_report, "run_suite", record)
+    for command in (["bench", "suite"], ["bench", "quick"], ["bench", "quick", "--seeds", "2"]):
+        args = build_parser().parse_args([*command, "--suites", "rotten_tomatoes", "--out", str(tmp_path)])
+        with pytest.raises(RuntimeError, match="stop"):
+            args.func(args)
+    assert seen == [3, 1, 2]

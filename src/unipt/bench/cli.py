@@ -155,7 +155,8 @@ def _gpu(args: argparse.Namespace) -> int:
 def _suite_arguments(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--suites", default="rotten_tomatoes,fashion_mnist,tuxpaint", help="comma-separated suites")
     p.add_argument("--methods", help="comma-separated subset of each suite's methods (default: all)")
-    p.add_argument("--seeds", type=int, default=1, help="training runs per method (mean ± std over seeds)")
+    p.add_argument("--seeds", type=int,
+                   help="training runs per method, mean ± std over seeds (default 3; 1 for `bench quick`)")
     p.add_argument("--quick", action="store_true", help="tiny subsets and 1 epoch (~5 minutes in all)")
     p.add_argument("--repeats", type=int, help="timed steps per method (default 8, quick 2)")
     p.add_argument("--warmup", type=int, help="untimed steps per method first (default 1)")

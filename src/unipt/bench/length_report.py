@@ -288,7 +288,8 @@ def plot_length(report: LengthReport, path: str | Path) -> Path:
             ax.set_xticks(xs, labels)
             ax.set_xlabel("sequence length L (batch)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize="small")
+            if ax.get_legend_handles_labels()[0]:  # nothing to label where nothing was measured
+                ax.legend(fontsize="small")
     fig.suptitle(f"Training cost against sequence length ({report.device})")
     fig.tight_layout()
     out = Path(path)

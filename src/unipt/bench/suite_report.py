@@ -23,7 +23,7 @@ import torch
 from unipt.bench.report import format_markdown, write_report
 from unipt.bench.results import BenchmarkReport
 from unipt.bench.suite_run import SuiteOptions, run_suite
-from unipt.bench.suites import get_suite
+from unipt.bench.suites import SEEDS, get_suite
 from unipt.bench.targets import checks_from_dicts, format_targets
 
 
@@ -64,7 +64,7 @@ def run_suites(args: argparse.Namespace) -> int:
     quick = bool(getattr(args, "quick", False))
     opts_base = {
         "size": "quick" if quick else "full",
-        "seeds": args.seeds,
+        "seeds": args.seeds or (1 if quick else SEEDS),
         "repeats": args.repeats or (2 if quick else 8),
         "warmup": args.warmup or 1,
         "work_dir": args.work_dir,

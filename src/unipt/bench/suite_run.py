@@ -46,7 +46,7 @@ class SuiteOptions:
     """
 
     size: str = "full"
-    seeds: int = 1
+    seeds: int = 3
     repeats: int = 10
     warmup: int = 2
     memory_steps: int = 3
