@@ -48,7 +48,6 @@ def test_unknown_names_are_errors():
 
 
 def test_minilm_suites_read_128_tokens_and_suites_default_to_three_seeds():
-    from unipt.bench.cli import build_parser
     from unipt.bench.suite_run import SuiteOptions
 
     for name in ("rotten_tomatoes", "tuxpaint"):
