@@ -97,8 +97,7 @@ def _micro(args: argparse.Namespace) -> int:
 
 
 def _length(args: argparse.Namespace) -> int:
-    from unipt.bench.length import LengthOptions, run_length_sweep
-    from unipt.bench.length_report import format_length
+    from unipt.bench.length import LengthOptions, output_paths, run_length_sweep
 
     set_threads(args.threads)
     opts = LengthOptions(
@@ -109,9 +108,10 @@ def _length(args: argparse.Namespace) -> int:
         random_layers=args.random_layers, budget_s=args.budget_s, progress=not args.no_progress, out=args.out,
         command="unipt bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
     )
-    report = run_length_sweep(opts)
-    print(format_length(report))
-    print(f"wrote {args.out}/length.md, length.json and length.png")
+    run_length_sweep(opts)
+    paths = output_paths(args.out)
+    print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    emit_file(paths, args.format)
     return 0
 
 
@@ -139,6 +139,7 @@ def length_arguments(p: argparse.ArgumentParser, out: str = "benchmarks/results"
     p.add_argument("--budget-s", type=float, help="start no new point after this many seconds")
     p.add_argument("--out", default=out, help="where length.md / length.json / length.png go")
     p.add_argument("--no-progress", action="store_true")
+    add_format_argument(p, default="md")
 
 
 def _gpu(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """``unipt plan CONFIG.yaml [--set ...]``: the memory planner's command line and its Markdown / JSON output.
 
     unipt plan configs/rotten_tomatoes.yaml                       # UniPT and the baselines, CPU and CUDA
-    unipt plan configs/tuxpaint.yaml --set train.batch_size=128 --methods unipt,lora
+    unipt plan configs/tuxpaint.yaml --set train.batch_size=128 --methods unipt,lora --format json
     unipt plan configs/rotten_tomatoes.yaml --measure             # also measure each peak (fresh processes)
 """
 
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from unipt.bench.planner import BASELINES, MethodPlan
+from unipt.io_streams import add_format_argument, emit
+from unipt.overrides import add_set_argument
 
 MIB = float(2**20)
 
@@ -85,7 +87,7 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("plan", help="predict peak training memory (UniPT and baselines, CPU and CUDA)",
                               description=__doc__.splitlines()[0])
     p.add_argument("config", help="a run config (YAML), as for `unipt train`")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.batch_size=64")
+    add_set_argument(p)
     p.add_argument("--methods", default=",".join(BASELINES),
                    help="baselines besides the config's own method (comma-separated registry names)")
     p.add_argument("--probe-batches", default="2,4", help="the two small batch sizes of the probe steps")
@@ -93,6 +95,7 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="also measure each method's CPU peak (one fresh process per method; takes longer)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for probes and measurements")
     p.add_argument("--json", help="also write the plan as JSON here")
+    add_format_argument(p, default="md")
     p.set_defaults(func=run_plan_command)
     return p
 
@@ -120,10 +123,12 @@ def run_plan_command(args: argparse.Namespace) -> int:
         for plan in plans:
             if plan.status == "ok":
                 plan.measured_cpu_peak_bytes = measure_method(data, plan.method, threads=args.threads or None)
-    print(format_plan(plans, data, args.config, probes))  # type: ignore[arg-type]
+    result = {"config": args.config, "overrides": args.set or [], "probe_batches": list(probes),
+              "plans": [p.to_dict() for p in plans]}
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"config": args.config, "overrides": args.set or [], "probe_batches": probes,
-                                   "plans": [p.to_dict() for p in plans]}, indent=2))
+        out.write_text(json.dumps(result, indent=2))
+    emit(format_plan(plans, data, args.config, probes) if args.format == "md" else result,  # type: ignore[arg-type]
+         args.format)
     return 0
