@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from unipt.bench.length_report import LengthPoint, LengthReport, length_targets, write_length_report
-from unipt.bench.memory import PeakMemory, measure_peak_memory_all, peak_of
+from unipt.bench.memory import PeakMemory, measure_peak_memory, peak_of
 from unipt.bench.results import BenchmarkReport, MethodResult
 from unipt.bench.run import REFERENCE, account_step
 from unipt.bench.timing import inference_forward, time_interleaved
@@ -184,6 +184,19 @@ def _isolated_inference_peak(workload: Workload, opts: LengthOptions) -> PeakMem
                         timeout_s=600.0)
 
 
+def _fresh_process_peaks(workload: Workload, specs: list[MethodSpec], rows: dict[str, MethodResult],
+                         notes: list[str], opts: LengthOptions) -> None:
+    """CPU peaks, one fresh process per method; a failed reading leaves the peak empty with a note."""
+    for spec in specs:
+        try:
+            peak = measure_peak_memory(workload, spec.method, spec.options, steps=opts.memory_steps, device="cpu",
+                                       threads=opts.threads)
+        except Exception as exc:
+            notes.append(f"{spec.key}: peak memory not measured ({'OOM' if _is_oom(exc) else exc})")
+            continue
+        rows[spec.key].peak_bytes, rows[spec.key].peak_backend = peak.peak_delta_bytes, peak.backend
+
+
 def _row(spec: MethodSpec, step: Any, accounting: dict[str, int]) -> MethodResult:
     model = step.model
     return MethodResult(
@@ -219,6 +232,7 @@ def measure_point(workload: Workload, specs: list[MethodSpec], opts: LengthOptio
     ref_peak: int | None = None
     try:
         if cuda:
+            steps[REFERENCE]()  # first-call set-up (workspaces) is not the forward's own memory
             ref_peak = peak_of(steps[REFERENCE], REFERENCE, steps=opts.memory_steps, device=device).peak_delta_bytes
         times = time_interleaved(steps, repeats=opts.rounds, warmup=opts.warmup, device=device,
                                  progress=opts.progress)
@@ -234,11 +248,11 @@ def measure_point(workload: Workload, specs: list[MethodSpec], opts: LengthOptio
     steps.clear()
     _free(device)
     if not cuda and opts.measure_memory:
-        ok = [s for s in specs if rows[s.key].status == "ok"]
-        for key, peak in measure_peak_memory_all(workload, ok, steps=opts.memory_steps, device=device,
-                                                 progress=opts.progress, threads=opts.threads).items():
-            rows[key].peak_bytes, rows[key].peak_backend = peak.peak_delta_bytes, peak.backend
-        ref_peak = _isolated_inference_peak(workload, opts).peak_delta_bytes
+        _fresh_process_peaks(workload, [s for s in specs if rows[s.key].status == "ok"], rows, notes, opts)
+        try:
+            ref_peak = _isolated_inference_peak(workload, opts).peak_delta_bytes
+        except Exception as exc:  # keep the point; say what is missing
+            notes.append(f"inference-only peak not measured: {exc}")
     return BenchmarkReport(
         workload=workload.name, description=workload.description, device=device,
         rows=[rows[s.key] for s in specs], reference_forward_ms=times[REFERENCE].median_ms if times else None,
