@@ -85,7 +85,8 @@ def format_plan(plans: list[MethodPlan], config_data: dict[str, Any], source: st
 def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``plan`` to the ``unipt`` command's sub-parsers."""
     p = subparsers.add_parser("plan", help="predict peak training memory (UniPT and baselines, CPU and CUDA)",
-                              description=__doc__.splitlines()[0])
+                              description="Predict, before training, the peak training memory of the config's "
+                                          "method and of the baselines, on CPU and on a CUDA device.")
     p.add_argument("config", help="a run config (YAML), as for `unipt train`")
     add_set_argument(p)
     p.add_argument("--methods", default=",".join(BASELINES),
