@@ -11,6 +11,7 @@ from unipt.outputs import AdaptedOutput, masked_mean
 from unipt.tasks.base import Task
 from unipt.tasks.contrastive import info_nce_loss, positive_mask
 from unipt.tasks.features import pooled_vector
+from unipt.tasks.gather import gather_rows, world_size
 from unipt.tasks.ranking import retrieval_metrics_from_samples
 
 
@@ -63,10 +64,18 @@ class VideoTextRetrieval(Task):
         return video, text
 
     def forward(self, features: dict[str, AdaptedOutput], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Returns ``loss``, ``sim`` ``[B, B]`` (rows videos), ``video_emb`` and ``text_emb`` ``[B, D]``."""
+        """Returns ``loss``, ``sim`` ``[N, N]`` (rows videos), ``video_emb`` and ``text_emb`` ``[N, D]``.
+
+        In training under ``torch.distributed`` the embeddings of every process are gathered first (as
+        CLIP4Clip does), so ``N = world x B`` and the loss is the one-process loss of the global batch.
+        """
         video, text = self._embed_both(features, batch)
+        index = batch.get("video_index")
+        if self.training and world_size() > 1:
+            video, text = gather_rows(video), gather_rows(text)
+            index = gather_rows(torch.as_tensor(index, device=video.device)) if index is not None else None
         sim = video @ text.t()
-        positives = positive_mask(batch.get("video_index"), sim.shape[0], sim.device)
+        positives = positive_mask(index, sim.shape[0], sim.device)
         loss = info_nce_loss(sim, self.logit_scale, positives)
         return {"loss": loss, "sim": sim, "video_emb": video, "text_emb": text}
 
