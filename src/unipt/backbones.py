@@ -8,6 +8,8 @@ Names:
     * ``timm:<name>`` / ``torchvision:<name>`` when those optional extras are installed;
     * ``clipvil:<released checkpoint>`` / ``clipvil:random``: the single-stream CLIP-ViL encoder
       (:mod:`unipt.models.clipvil`; options ``visual`` / ``features`` / ``tokenizer``...);
+    * ``mdetr:<checkpoint>``: a released MDETR checkpoint (image + text + transformer, one backbone;
+      :mod:`unipt.models.mdetr`);
     * ``random:<arch>`` real architectures with random weights, for benchmarks (see :data:`RANDOM`).
 """
 
@@ -176,6 +178,10 @@ def load_backbone(name: str, **options: Any) -> Backbone:
         from unipt.models.clipvil import load_clipvil_backbone
 
         return load_clipvil_backbone(name.split(":", 1)[1], **options)
+    if key.startswith("mdetr:"):
+        from unipt.models.mdetr.tower import load_mdetr_backbone
+
+        return load_mdetr_backbone(name.split(":", 1)[1])
     return _load_hf(name)
 
 

@@ -75,8 +75,11 @@ class UniPTModel(nn.Module):
         taps = cast_taps(taps, self.side_dtype)  # a half-precision backbone feeds an fp32 side network
         hidden = taps.hidden if consume else list(taps.hidden)
         if self.config.input_kind == "cross_stream":
-            return self.side(hidden, list(taps.decoder_hidden), taps.mask)
-        return self.side(hidden, taps.mask, taps.final, taps.class_index)
+            out = self.side(hidden, list(taps.decoder_hidden), taps.mask)
+        else:
+            out = self.side(hidden, taps.mask, taps.final, taps.class_index)
+        out.head_inputs = getattr(taps, "head_inputs", None)
+        return out
 
     @property
     def side_dtype(self) -> torch.dtype:

@@ -22,6 +22,8 @@ class AdaptedOutput:
         layer_weights: ``[B, n]`` UniPT's softmax confidence over the tapped layers (``None`` for
             methods without one).
         aux_hidden_states: optional ``[k, B, L, D]`` extra per-layer outputs (MDETR-style aux losses).
+        head_inputs: frozen backbone outputs a task head reads as they are (MDETR's encoded text tokens
+            for its contrastive-alignment head), from the backbone output's ``head_inputs``; else ``None``.
     """
 
     last_hidden_state: torch.Tensor
@@ -29,6 +31,7 @@ class AdaptedOutput:
     pooled: torch.Tensor | None = None
     layer_weights: torch.Tensor | None = None
     aux_hidden_states: torch.Tensor | None = None
+    head_inputs: dict[str, torch.Tensor] | None = None
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> torch.Tensor:

@@ -25,6 +25,7 @@ class Taps:
         final: ``[B, D]`` the frozen final embedding (single_query), or ``None``.
         class_index: ``[B]`` class-token positions, or ``None`` (token 0).
         decoder_hidden: decoder layers ``[B, Q, D]`` for ``cross_stream`` backbones.
+        head_inputs: frozen outputs a task head reads unchanged (the backbone output's ``head_inputs``).
     """
 
     hidden: list[torch.Tensor]
@@ -32,6 +33,7 @@ class Taps:
     final: torch.Tensor | None = None
     class_index: torch.Tensor | None = None
     decoder_hidden: list[torch.Tensor] = field(default_factory=list)
+    head_inputs: dict[str, torch.Tensor] | None = None
 
 
 class BackboneTapper:
@@ -64,6 +66,8 @@ class BackboneTapper:
             if cfg.input_kind == "cross_stream" or (cfg.input_kind is None and encoder_decoder):
                 hidden = list(_required(out, "encoder_hidden_states"))
                 decoder = list(_required(out, "decoder_hidden_states"))
+                # A joint encoder (MDETR: image cells + text tokens) masks its own sequence, not the text's.
+                mask = getattr(out, "encoder_attention_mask", mask)
             else:
                 hidden = list(_required(out, "encoder_hidden_states" if encoder_decoder else "hidden_states"))
                 decoder = []
@@ -80,7 +84,8 @@ class BackboneTapper:
             decoder = [capture.outputs[n] for n in cfg.decoder_taps or []]
         if hidden[0].dim() == 4:
             mask = None
-        return Taps(hidden, mask, self._final(out), self._class_index(mask, hidden), decoder)
+        head_inputs = getattr(out, "head_inputs", None) if cfg.tap_source == "hidden_states" else None
+        return Taps(hidden, mask, self._final(out), self._class_index(mask, hidden), decoder, head_inputs)
 
     def _final(self, out: object) -> torch.Tensor | None:
         if self.config.input_kind != "single_query":

@@ -11,6 +11,7 @@ The trainer's contract with a task::
     gathered = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     scores = task.metrics(gathered)        # dict of floats; scores[task.primary_metric] is maximised
     task.on_epoch_start(epoch)             # lets a task change its loss per epoch (VSE++ hardest negatives)
+    task.init_from_backbones(models)       # once, at build time: a head may start from a backbone's own head
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class Task(nn.Module):
         1 by default (VSE-infinity ramps one epoch's loss up linearly)."""
         return 1.0
 
+    def init_from_backbones(self, backbones: dict[str, nn.Module]) -> None:
+        """Hook the system builder calls once with ``{tower: backbone module}``, so a head can start from
+        a pre-trained head of its backbone (MDETR's box and token heads); no-op by default."""
+
     def stream(self, features: dict[str, AdaptedOutput], tower: str) -> AdaptedOutput:
         """Return ``features[tower]`` with an error that names what is available when it is missing."""
         try:
@@ -90,6 +95,7 @@ _BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
     "vqa": ("unipt.tasks.vqa:AnswerPrediction", {"mode": "vqa"}),
     "gqa": ("unipt.tasks.vqa:AnswerPrediction", {"mode": "gqa"}),
     "grounding": ("unipt.tasks.grounding:Grounding", {}),
+    "mdetr_grounding": ("unipt.tasks.mdetr_grounding:MDETRGrounding", {}),
     "classification": ("unipt.tasks.classification:Classification", {}),
 }
 _CUSTOM: dict[str, Callable[..., Task]] = {}

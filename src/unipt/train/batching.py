@@ -6,6 +6,10 @@ Batch layout::
      "label": [B], "image_index": [B],            # task targets, when the records carry them
      "answer_scores": [B, A], "boxes": [B, 4],
      "frames_per_item": {tower: T}, "<tower>_mask": [B, T]}   # video towers
+
+A tower whose ``field`` is ``*`` hands its preprocessor the whole records (CLIP-ViL reads image and
+question, MDETR image, caption and token spans together). A preprocessor may return batch targets aligned with its own
+tokenization under ``"targets"`` (MDETR's ``token_map``); they join the batch's top level.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from typing import Any
 import torch
 
 from unipt.backbones import Backbone
+
+WHOLE_RECORD = "*"  # a tower field that passes whole records to the preprocessor
+PREPROCESSOR_TARGETS = "targets"  # preprocessor outputs that are batch targets, not backbone inputs
 
 
 class Collator:
@@ -33,12 +40,14 @@ class Collator:
     def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = {"inputs": {}, "frames_per_item": {}}
         for name, (field, backbone) in self.towers.items():
-            values = list(records) if field == "*" else [_field(r, field, name) for r in records]
+            values = list(records) if field == WHOLE_RECORD else [_field(r, field, name) for r in records]
             if field == "video":
                 values, mask, frames = _flatten_frames(values, records)
                 batch["frames_per_item"][name] = frames
                 batch[f"{name}_mask"] = mask
-            batch["inputs"][name] = backbone.preprocess(values)
+            inputs = backbone.preprocess(values)
+            batch.update(inputs.pop(PREPROCESSOR_TARGETS, None) or {})
+            batch["inputs"][name] = inputs
         batch.update(self.targets(records))
         return batch
 

@@ -191,8 +191,10 @@ def build_system(config: RunConfig, towers: dict[str, Tower] | None = None,
     if name == "retrieval":
         options.setdefault("image_dim", widths.get(options.get("image_tower", "image")))
         options.setdefault("text_dim", widths.get(options.get("text_tower", "text")))
-    elif name in ("classification", "vqa", "gqa", "grounding"):
+    elif name in ("classification", "vqa", "gqa", "grounding", "mdetr_grounding"):
         tower = options.get("tower") or (next(iter(fusion)) if fusion else next(iter(towers)))
         options.setdefault("tower", tower)
         options.setdefault("hidden_dim", (fusion_width or 256) if fusion else widths[tower])
-    return AdaptedSystem(towers, build_task(name, **options), fusion, fusion_width, fusion_layers)
+    task = build_task(name, **options)
+    task.init_from_backbones({k: t.backbone.model for k, t in towers.items()})
+    return AdaptedSystem(towers, task, fusion, fusion_width, fusion_layers)

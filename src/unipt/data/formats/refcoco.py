@@ -44,6 +44,17 @@ def _box(obj: dict[str, Any], path: Path, where: str) -> list[float]:
     return [float(v) for v in box]
 
 
+def _spans(obj: dict[str, Any], path: Path, where: str) -> list[list[int]]:
+    """MDETR's ``tokens_positive``: the caption's character spans ``[[begin, end], ...]`` naming this box."""
+    spans = obj.get("tokens_positive", [])
+    ok = isinstance(spans, list) and all(
+        isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) for v in s) for s in spans)
+    if not ok:
+        raise DataFormatError(path, record=where, field="tokens_positive", problem=f"got {spans!r:.60}",
+                              expected="a list of [begin, end] character offsets into the caption")
+    return spans
+
+
 def _read_refer(
     split: str, refs_path: Path, instances_path: Path, image_root: Path, text_field: str
 ) -> tuple[list[dict[str, Any]], set[str]]:
@@ -123,9 +134,11 @@ def _read_mdetr(split: str, path: Path, image_root: Path) -> list[dict[str, Any]
         '{"images": [{"id", "file_name", "caption"}], "annotations": [{"image_id", "bbox"}]}',
     )
     boxes: dict[int, list[list[float]]] = {}
+    spans: dict[int, list[list[list[int]]]] = {}
     for i, a in enumerate(get_field(data, "annotations", path, "top level", list)):
         image_id = get_field(a, "image_id", path, f"annotations[{i}]", int)
         boxes.setdefault(image_id, []).append(_box(a, path, f"annotations[{i}]"))
+        spans.setdefault(image_id, []).append(_spans(a, path, f"annotations[{i}]"))
     records = []
     for i, im in enumerate(get_field(data, "images", path, "top level", list)):
         where = f"images[{i}]"
@@ -143,6 +156,7 @@ def _read_mdetr(split: str, path: Path, image_root: Path) -> list[dict[str, Any]
                 "text": get_field(im, "caption", path, where, str).strip(),
                 "box": boxes[entry_id][0],
                 "boxes": boxes[entry_id],
+                "tokens_positive": spans[entry_id][0],
                 "split": split,
                 "image_id": im.get("original_img_id", entry_id),
                 "expression_id": entry_id,
@@ -182,7 +196,7 @@ def load_refcoco(
 
     Records: ``image_path``, ``text``, ``box`` ([x, y, w, h] pixels), ``split``, ``image_id``,
     ``width``, ``height``; REFER adds ``ref_id``, ``ann_id``, ``sent_id``, ``category_id``; MDETR adds
-    ``boxes`` and ``expression_id``.
+    ``boxes``, ``expression_id`` and ``tokens_positive`` (the referred box's caption spans, ``[]`` when absent).
     """
     if dataset not in REFCOCO_DATASETS:
         raise ValueError(f"unknown referring dataset {dataset!r}; expected one of {tuple(REFCOCO_DATASETS)}")
