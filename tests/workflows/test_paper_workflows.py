@@ -347,56 +347,7 @@ def test_gqa_clipvil_from_feature_files(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- 4. visual grounding
-REFCOCO_COUNTS = {"train": 4, "val": 2, "testA": 2}
-
-
-def test_grounding_refcoco(tmp_path: Path) -> None:
-    """MDETR-style grounding + UniPT (mdetr_refcoco.yaml) on REFER's ``refs(unc).p`` + ``instances.json``:
-    box head over the joint queries, Hungarian-matched L1 + GIoU, Acc@0.5."""
-    options = fixtures.write_refcoco(tmp_path / "refer", tmp_path / "coco" / "train2014", REFCOCO_COUNTS)
-    config = paper_config("mdetr_refcoco", tmp_path / "run", {
-        "towers": {"image": {"backbone": "random:tiny-resnet", "image_size": 64, "options": {"probe_size": 64}},
-                   "text": {"backbone": "random:tiny-bert", "max_length": 12}},
-        "task": {"options": {"fusion_width": 32}},
-        "data": {"options": options},
-        "optim": {"lr": 5e-3, "head_lr": 5e-3},
-    }, epochs=4, batch_size=16)
-    assert config.task.options["fusion"] == {"queries": ["image", "text"]} and config.data.test_split == "testA"
-    trainer, result, before = fit(config)
-
-    assert len(trainer.data.train) == 16  # 4 images x 2 objects x 2 sentences
-    record = trainer.data.train[0]
-    assert record["text"] == "the red square" and record["box"] == [4.0, 6.0, 20.0, 18.0]
-    batch = trainer.collate([record])
-    # COCO [x, y, w, h] pixels -> normalised [cx, cy, w, h] of the 64x48 image
-    assert batch["boxes"][0].tolist() == pytest.approx([14 / 64, 15 / 48, 20 / 64, 18 / 48])
-    check_run(trainer, result, before, {"acc@0.5": (0.0, 100.0), "mean_iou": (0.0, 100.0)}, test=True)
-    assert result.best_metrics["mean_iou"] > 0.0  # predicted boxes overlap their targets at all
-
-
-def test_grounding_mdetr_layout_feeds_the_same_batches(tmp_path: Path) -> None:
-    """MDETR's ``finetune_refcoco_<split>.json`` (what MDETR itself trains on) of the same scenes gives the
-    same records and collated batches as the REFER files, through the same run config."""
-    coco = tmp_path / "coco" / "train2014"
-    refer = fixtures.write_refcoco(tmp_path / "refer", coco, REFCOCO_COUNTS)
-    mdetr = fixtures.write_mdetr_refcoco(tmp_path / "mdetr", coco, REFCOCO_COUNTS)
-    overrides = {"towers": {"image": {"backbone": "random:tiny-resnet", "image_size": 64,
-                                      "options": {"probe_size": 64}},
-                            "text": {"backbone": "random:tiny-bert", "max_length": 12}},
-                 "task": {"options": {"fusion_width": 32}}}
-    trainers = [Trainer(paper_config("mdetr_refcoco", tmp_path / name, {**overrides, "data": {"options": options}},
-                                     epochs=1, batch_size=16))
-                for name, options in (("refer_run", refer), ("mdetr_run", mdetr))]
-    assert trainers[1].data.train.meta["source"].endswith("finetune_refcoco_train.json")
-    keys = ("image_path", "text", "box", "width", "height")
-    for split in ("train", "eval", "test"):
-        a, b = (getattr(t.data, split) for t in trainers)
-        assert [[r[k] for k in keys] for r in a.records] == [[r[k] for k in keys] for r in b.records], split
-    batches = [t.collate([t.data.train[i] for i in range(4)]) for t in trainers]
-    assert torch.equal(batches[0]["boxes"], batches[1]["boxes"])
-    for tower in ("image", "text"):
-        for key, value in batches[0]["inputs"][tower].items():
-            assert torch.equal(value, batches[1]["inputs"][tower][key]), (tower, key)
+# MDETR + UniPT on RefCOCO: tests/workflows/test_mdetr_workflow.py
 
 
 # ------------------------------------------------------------------------------------------- 5. classification

@@ -101,6 +101,7 @@ class LoopConfig:
     # Experiment trackers through Accelerate: tensorboard (offline, in the run folder), wandb, mlflow, aim.
     report_to: list[str] = field(default_factory=list)
     max_consecutive_nonfinite: int = 5
+    ema_decay: float | None = None  # evaluate an EMA of the trained weights (MDETR: 0.9998)
 
     def __post_init__(self) -> None:
         if int(self.grad_accum_steps) < 1:

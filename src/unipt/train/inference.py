@@ -35,8 +35,10 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None, tag: str =
     # The classes the run was trained with (labels.json), so eval and predict number them the same way.
     trainer = Trainer(config, data=load_run_data(config, labels=read_vocabulary(run)))
     checkpoint = run / "checkpoints" / tag
-    weights, _, _ = load_checkpoint(checkpoint)
+    weights, state, _ = load_checkpoint(checkpoint)
     restore_weights(trainer.system, weights, checkpoint)
+    if "ema" in state:  # runs with train.ema_decay are evaluated with the averaged weights
+        restore_weights(trainer.system, state["ema"], checkpoint)
     trainer.system.eval()
     return trainer
 

@@ -29,6 +29,7 @@ from unipt.train.data import RunData, load_run_data
 from unipt.train.labels import save_vocabulary
 from unipt.train.metrics_log import metrics_line, rebuild_metrics_log
 from unipt.train.nonfinite import RECORD_IDS, NonFiniteGuard, gradient_norm, step_scheduler
+from unipt.train.ema import WeightAverage
 from unipt.train.optim import build_optimizer, build_scheduler
 from unipt.train.preflight import check_output_dir, check_weights_finite
 from unipt.train.system import AdaptedSystem, build_system
@@ -81,6 +82,7 @@ class Trainer:
             self.data, self.collate = use_cache(config, self.system, self.data, verify="full")
             self.train_collate = self.collate
         self.main = self.accelerator.is_main_process
+        self.ema: WeightAverage | None = None  # set up by fit() when train.ema_decay is given
 
     # ----------------------------------------------------------------------------------- loaders
     def _loader(self, dataset: Dataset, shuffle: bool, epoch: int = 0) -> DataLoader:
@@ -101,6 +103,8 @@ class Trainer:
         optimizer = build_optimizer(self.system, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.optim, math.ceil(steps_per_epoch / accum), cfg.train.epochs)
         system, optimizer = acc.prepare(self.system, optimizer)
+        if cfg.train.ema_decay:
+            self.ema = WeightAverage(self.system, list(self.system.trainable_state_dict()), cfg.train.ema_decay)
         start_epoch, best, history = self._maybe_resume(optimizer, scheduler)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -144,6 +148,8 @@ class Trainer:
                     stepped = guard.step_ok(value, norm, epoch, step, batch)
                     if stepped:
                         optimizer.step()
+                        if self.ema is not None:
+                            self.ema.update(self.system)
                     step_scheduler(scheduler, stepped)  # a skipped step still uses up its place in the schedule
                     optimizer.zero_grad(set_to_none=True)
                 if math.isfinite(loss.item()):
@@ -179,7 +185,13 @@ class Trainer:
     # ----------------------------------------------------------------------------------- eval
     @torch.no_grad()
     def evaluate(self, dataset: Dataset) -> dict[str, float]:
-        """Metrics of the task over ``dataset`` (gathered across processes)."""
+        """Metrics of the task over ``dataset`` (gathered across processes), with the EMA weights if kept."""
+        if self.ema is not None:
+            with self.ema.swapped(self.system):
+                return self._evaluate(dataset)
+        return self._evaluate(dataset)
+
+    def _evaluate(self, dataset: Dataset) -> dict[str, float]:
         self.system.eval()
         parts: dict[str, list[torch.Tensor]] = {}
         loader = self._loader(dataset, shuffle=False)
@@ -198,6 +210,8 @@ class Trainer:
         if not self.main:
             return
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         meta = {"epoch": epoch, "best": best, "history": history, "config": self.config.to_dict()}
         weights = self.accelerator.unwrap_model(self.system).trainable_state_dict()
         check_weights_finite(weights, f"checkpoint {tag!r} of epoch {epoch}")
@@ -219,6 +233,8 @@ class Trainer:
         restore_weights(self.accelerator.unwrap_model(self.system), weights, last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         # The schedule may be longer now (more epochs): recompute the current lr from this run's schedule.
         for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
             group["lr"] = base * fn(scheduler.last_epoch)
@@ -245,8 +261,10 @@ class Trainer:
     def _finish(self, best: dict | None, history: list[dict], step_times: list[float], seconds: float) -> FitResult:
         test = None
         if self.data.test is not None and (self.out / "checkpoints" / "best").is_dir():
-            weights, _, _ = load_checkpoint(self.out / "checkpoints" / "best")
+            weights, state, _ = load_checkpoint(self.out / "checkpoints" / "best")
             restore_weights(self.accelerator.unwrap_model(self.system), weights, self.out / "checkpoints" / "best")
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
             test = self.evaluate(self.data.test)
         trainable, total = _parameter_counts(self.system)
         saved = sum(v.numel() * v.element_size() for v in self.system.trainable_state_dict().values())
