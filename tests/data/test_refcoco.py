@@ -156,6 +156,7 @@ def test_mdetr_json(tmp_path: Path, write_json: Callable[..., Path]) -> None:
             "text": "the lady with the blue shirt",
             "box": BOX,
             "boxes": [BOX],
+            "tokens_positive": [[4, 8]],
             "split": "val",
             "image_id": 581857,
             "expression_id": 0,
@@ -169,6 +170,13 @@ def test_mdetr_json(tmp_path: Path, write_json: Callable[..., Path]) -> None:
     )
     with pytest.raises(DataFormatError, match=r"bad\.json: record images\[0\]: field 'caption'"):
         load_dataset("refcoco", "val", mdetr_json=bad)
+    spans = write_json(
+        tmp_path / "spans.json",
+        {"images": [{"id": 0, "file_name": "a.jpg", "caption": "a cat"}],
+         "annotations": [{"image_id": 0, "bbox": BOX, "tokens_positive": [2, 5]}]},
+    )
+    with pytest.raises(DataFormatError, match=r"annotations\[0\]: field 'tokens_positive'"):
+        load_dataset("refcoco", "val", mdetr_json=spans)
 
 
 class _Evil:
