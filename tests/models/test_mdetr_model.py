@@ -127,3 +127,33 @@ def test_pluggable_body_loads_an_efficientnet_layout(tmp_path: Path) -> None:
     except ImportError:
         with pytest.raises(ImportError, match=r"unipt\[vision\]"):
             load_mdetr(tmp_path / "eb3.pth")  # the body by name needs timm
+
+
+def test_freezing_batch_norms_keeps_statistics_and_fused_activations() -> None:
+    """timm bodies: every BatchNorm (also a norm + activation layer like timm's BatchNormAct2d) becomes a
+    frozen copy that computes what the eval-mode original did, in train mode too, with the same keys."""
+
+    class NormAct(nn.BatchNorm2d):
+        def __init__(self, channels: int) -> None:
+            super().__init__(channels)
+            self.drop, self.act = nn.Identity(), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.drop(super().forward(x)))
+
+    from unipt.models.mdetr.image import FrozenBatchNormAct2d, freeze_batch_norms
+
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 4, 1), NormAct(4), nn.Sequential(nn.BatchNorm2d(4)))
+    for norm in (body[1], body[2][0]):
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.normal_()
+    x = torch.randn(2, 3, 5, 5)
+    expected = body.eval()(x)
+    keys = {k for k in body.state_dict() if not k.endswith("num_batches_tracked")}
+    freeze_batch_norms(body)
+    assert isinstance(body[1], FrozenBatchNormAct2d) and isinstance(body[2][0], FrozenBatchNorm2d)
+    assert set(body.state_dict()) == keys
+    torch.testing.assert_close(body.train()(x), expected)
+    assert bool((body(x) >= 0).any()) and bool((body[1](body[0](x)) >= 0).all())  # the ReLU survived

@@ -147,7 +147,7 @@ PAPER_DATA: dict[str, Callable[[Path], object]] = {
     "clip4clip_msrvtt": lambda data: fixtures.write_msrvtt(data / "msrvtt"),
     "clipvil_vqa": lambda data: fixtures.write_vqa(data / "vqa", data / "coco"),
     "clipvil_gqa": lambda data: fixtures.write_gqa(data / "gqa"),
-    "mdetr_refcoco": lambda data: fixtures.write_refcoco(data / "refcoco", data / "coco" / "train2014"),
+    "mdetr_refcoco": lambda data: fixtures.write_mdetr_refcoco(data / "mdetr_annotations", data / "coco" / "train2014"),
     "t5_glue_sst2": lambda data: fixtures.write_text_csv(data / "sst2"),
 }
 

@@ -233,8 +233,13 @@ class Trainer:
         restore_weights(self.accelerator.unwrap_model(self.system), weights, last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None:
+        if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
+        elif self.ema is not None:  # a run started without EMA: average from the restored weights on
+            self.ema = WeightAverage(self.system, list(self.ema.shadow), self.ema.decay)
+            if self.main:
+                print(f"{last} has no EMA of the weights (train.ema_decay was off); "
+                      "the average starts from the resumed weights")
         # The schedule may be longer now (more epochs): recompute the current lr from this run's schedule.
         for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
             group["lr"] = base * fn(scheduler.last_epoch)
@@ -263,8 +268,10 @@ class Trainer:
         if self.data.test is not None and (self.out / "checkpoints" / "best").is_dir():
             weights, state, _ = load_checkpoint(self.out / "checkpoints" / "best")
             restore_weights(self.accelerator.unwrap_model(self.system), weights, self.out / "checkpoints" / "best")
-            if self.ema is not None:
+            if self.ema is not None and "ema" in state:
                 self.ema.load_state_dict(state["ema"])
+            elif self.ema is not None:  # the best epoch predates the EMA (a resumed run): test its own weights
+                self.ema = None
             test = self.evaluate(self.data.test)
         trainable, total = _parameter_counts(self.system)
         saved = sum(v.numel() * v.element_size() for v in self.system.trainable_state_dict().values())

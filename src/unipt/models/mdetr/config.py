@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from transformers import RobertaConfig
+
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
@@ -32,10 +34,8 @@ class TextEncoderConfig:
     layer_norm_eps: float = 1e-5
     add_pooling_layer: bool = True
 
-    def to_hf(self) -> Any:
+    def to_hf(self) -> RobertaConfig:
         """The matching ``transformers.RobertaConfig``."""
-        from transformers import RobertaConfig
-
         values = {k: v for k, v in dataclasses.asdict(self).items() if k != "add_pooling_layer"}
         return RobertaConfig(**values, bos_token_id=0, eos_token_id=2)
 

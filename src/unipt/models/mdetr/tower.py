@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoTokenizer
+
 from unipt.backbones import Backbone
 from unipt.models.mdetr.preprocess import MDETRPreprocessor
 from unipt.models.mdetr.weights import load_mdetr_with_settings
@@ -21,8 +23,6 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 def load_tokenizer(checkpoint: Path, settings: dict[str, Any]) -> Any:
     """A fast RoBERTa tokenizer: from the checkpoint's folder, else ``settings['text_encoder_type']``."""
-    from transformers import AutoTokenizer
-
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     name = str(folder) if any((folder / f).is_file() for f in TOKENIZER_FILES) else settings.get(
         "text_encoder_type", "roberta-base")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import RobertaModel
 
 from unipt.models.mdetr.config import MDETRConfig
 
@@ -158,8 +159,6 @@ class MDETRTransformer(nn.Module):
 
     def __init__(self, config: MDETRConfig):
         super().__init__()
-        from transformers import RobertaModel
-
         width = config.hidden_dim
         self.encoder = Encoder(EncoderLayer(width, config.nheads, config.dim_feedforward, config.dropout),
                                config.enc_layers)
