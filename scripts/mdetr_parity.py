@@ -8,7 +8,11 @@ Both released ``Transformer`` classes (MDETR's, and UniPT's copy with the side n
 at MDETR's width (256, 8 heads, 6 + 6 layers) with a narrow FFN and a tiny random RoBERTa (the released
 constructors' ``from_pretrained`` calls are redirected to it), their weights are copied into unipt's
 ``MDETRTransformer`` and ``CrossStreamSideNetwork`` (``mdetr`` preset), and the outputs are compared on
-a padded batch. Prints the largest absolute differences; exits 1 if one exceeds ``--tolerance``.
+a padded batch. The losses: the released ``SetCriterion`` (Hungarian matcher, soft-token, L1, GIoU,
+contrastive alignment, auxiliary outputs) and unipt's ``MDETRCriterion`` on the same random predictions,
+captions and ``tokens_positive`` spans (several boxes and spans per caption). torchvision / pycocotools,
+imported but unused by these parts, are stubbed; ``torchvision.ops.box_area`` is the one-line area.
+Prints the largest absolute differences; exits 1 if one exceeds ``--tolerance``.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import torch
 import transformers
 
 from unipt.config import UniPTConfig
-from unipt.models.mdetr import MDETR, MDETRConfig, ResNetBodyConfig, TextEncoderConfig
+from unipt.models.mdetr import MDETR, HeadOutputs, MDETRConfig, MDETRCriterion, ResNetBodyConfig, TextEncoderConfig
 from unipt.models.mdetr.image import SinePositionEncoding
+from unipt.models.mdetr.preprocess import token_map
 from unipt.nn import build_side_network
 
 SIDE_NAMES = {  # UniPT's released attribute -> unipt's CrossStreamSideNetwork sub-module
@@ -58,6 +63,64 @@ def tiny_text(folder: Path) -> tuple[TextEncoderConfig, object, transformers.Rob
     return config, tokenizer, transformers.RobertaModel(config.to_hf())
 
 
+def stub_unused_imports() -> None:
+    """Modules the released files import at the top but the compared parts never use."""
+    def stub(name: str, **attrs: object) -> None:
+        module = types.ModuleType(name)
+        module.__path__ = []  # a package, so "models.mdetr"'s relative imports resolve
+        module.__dict__.update(attrs)
+        sys.modules[name] = module
+
+    stub("torchvision", datasets=types.SimpleNamespace(CocoDetection=object))
+    stub("torchvision.ops")
+    stub("torchvision.ops.boxes", box_area=lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+    stub("pycocotools", mask=None)
+    stub("models")
+    stub("util")
+    stub("datasets")
+    stub("datasets.transforms")
+    stub("models.backbone", build_backbone=None, TimmBackbone=None)
+    stub("models.postprocessors", build_postprocessors=None)
+    stub("models.segmentation", DETRsegm=None, dice_loss=None, sigmoid_focal_loss=None)
+    stub("models.transformer", build_transformer=None)
+
+
+def compare_losses(mdetr: Path, tokenizer: object) -> dict[str, torch.Tensor]:
+    """Released SetCriterion vs MDETRCriterion on random predictions; max |diff| per loss term."""
+    for name in ("util.dist", "util.box_ops", "util.metrics", "util.misc"):
+        load_module(name, mdetr / (name.replace(".", "/") + ".py"))
+    matcher = load_module("models.matcher", mdetr / "models/matcher.py")
+    released = load_module("models.mdetr", mdetr / "models/mdetr.py")
+    coco = load_module("datasets.coco", mdetr / "datasets/coco.py")
+
+    captions = ["the red square left", "blue block", "the green circle right"]
+    spans = [[[[4, 14]]], [[[0, 4]], [[5, 10]]], [[[0, 3], [10, 16]]]]  # boxes per caption, spans per box
+    torch.manual_seed(2)
+    k, queries, classes = 3, 6, 255
+    boxes = [torch.cat([torch.rand(len(s), 2) * 0.5 + 0.25, torch.rand(len(s), 2) * 0.3 + 0.1], 1) for s in spans]
+    tokenized = tokenizer(captions, padding="longest", return_tensors="pt", return_offsets_mapping=True)
+    heads = HeadOutputs(torch.randn(k, 3, queries, classes + 1), torch.rand(k, 3, queries, 4) * 0.6 + 0.2,
+                        torch.nn.functional.normalize(torch.randn(k, 3, queries, 16), dim=-1),
+                        torch.nn.functional.normalize(torch.randn(3, tokenized["input_ids"].shape[1], 16), dim=-1))
+    maps = [torch.stack([token_map(tokenized["offset_mapping"][i], box) for box in s]) for i, s in enumerate(spans)]
+    ours = MDETRCriterion()(heads, boxes, maps)
+
+    def layer(i: int) -> dict[str, object]:
+        return {"pred_logits": heads.logits[i], "pred_boxes": heads.boxes[i], "proj_queries": heads.proj_queries[i],
+                "proj_tokens": heads.proj_tokens, "tokenized": tokenized}
+
+    outputs = {**layer(k - 1), "aux_outputs": [layer(i) for i in range(k - 1)]}
+    targets = [{"boxes": b, "labels": torch.zeros(len(b), dtype=torch.long), "tokens_positive": s}
+               for b, s in zip(boxes, spans, strict=True)]
+    positive_map = torch.cat([coco.create_positive_map(tokenizer(c, return_tensors="pt"), s)
+                              for c, s in zip(captions, spans, strict=True)])
+    criterion = released.SetCriterion(classes, matcher.HungarianMatcher(1, 5, 2), eos_coef=0.1,
+                                      losses=["labels", "boxes", "contrastive_align"], temperature=0.07)
+    theirs = criterion(outputs, targets, positive_map)
+    print("released loss values:", {k: round(float(v), 4) for k, v in theirs.items()})
+    return {f"loss {name}": (theirs[name] - ours[name]).abs().max() for name in theirs}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mdetr", type=Path, required=True, help="clone of github.com/ashkamath/mdetr")
@@ -68,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     text_config, tokenizer, roberta = tiny_text(Path(tempfile.mkdtemp()))
     transformers.RobertaTokenizerFast.from_pretrained = staticmethod(lambda *a, **k: tokenizer)
     transformers.RobertaModel.from_pretrained = staticmethod(lambda *a, **k: roberta)
-    sys.modules["torchvision"] = types.ModuleType("torchvision")  # imported by util/misc.py, unused here
-    for package in ("models", "util"):
-        sys.modules[package] = types.ModuleType(package)
+    stub_unused_imports()
     position = load_module("models.position_encoding", args.unipt / "MDETR/models/position_encoding.py")
     misc = load_module("util.misc", args.unipt / "MDETR/util/misc.py")
     with_side = load_module("unipt_released_transformer", args.unipt / "MDETR/models/transformer.py")
@@ -125,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "adapted decoder outputs (UniPT, 4 layers)":
             (adapted - torch.cat([out.aux_hidden_states, out.last_hidden_state[None]])).abs().max(),
     }
+    checks.update(compare_losses(args.mdetr, tokenizer))
     for name, value in checks.items():
         print(f"{name:45s} max |diff| {float(value):.2e}")
     print(f"(output scale: {float(adapted.abs().max()):.2f})")
