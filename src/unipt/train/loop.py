@@ -26,10 +26,10 @@ from unipt.train.batching import Collator
 from unipt.train.checkpoint import load_checkpoint, recover_checkpoint, restore_weights, save_checkpoint
 from unipt.train.config import RunConfig
 from unipt.train.data import RunData, load_run_data
+from unipt.train.ema import WeightAverage
 from unipt.train.labels import save_vocabulary
 from unipt.train.metrics_log import metrics_line, rebuild_metrics_log
 from unipt.train.nonfinite import RECORD_IDS, NonFiniteGuard, gradient_norm, step_scheduler
-from unipt.train.ema import WeightAverage
 from unipt.train.optim import build_optimizer, build_scheduler
 from unipt.train.preflight import check_output_dir, check_weights_finite
 from unipt.train.system import AdaptedSystem, build_system
@@ -238,8 +238,8 @@ class Trainer:
         elif self.ema is not None:  # a run started without EMA: average from the restored weights on
             self.ema = WeightAverage(self.system, list(self.ema.shadow), self.ema.decay)
             if self.main:
-                print(f"{last} has no EMA of the weights (train.ema_decay was off); "
-                      "the average starts from the resumed weights")
+                print(f"resume: {last} has no EMA of the weights (train.ema_decay was off); "
+                      "the average starts from the resumed weights", file=sys.stderr)
         # The schedule may be longer now (more epochs): recompute the current lr from this run's schedule.
         for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
             group["lr"] = base * fn(scheduler.last_epoch)
