@@ -73,6 +73,7 @@ def main(out: Path) -> None:
     loss, grads = step(model, towers, part)
     if rank == 0:
         save_file({"loss": loss.reshape(1), **grads}, str(out / "grads.safetensors"))
+    del model  # DDP's reducer goes before the process group: a live one made the exit hang now and then
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
