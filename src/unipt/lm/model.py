@@ -76,6 +76,24 @@ class UniPTCausalLMOutput(ModelOutput):
         return self.cache
 
 
+def labelled_loss(head: nn.Module, states: torch.Tensor, labels: torch.Tensor,
+                  num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+    """Next-token cross-entropy of ``head(states)`` ``[B, L, D]`` against ``labels`` ``[B, L]`` (shifted).
+
+    The head runs only at positions whose next label is not ``-100``, so a prompt/response batch pays
+    for a few response tokens instead of ``B * L`` vocabulary rows. Equal to Hugging Face's causal-LM
+    loss (float32 mean over labelled targets); divided by ``num_items_in_batch`` instead when given
+    (``transformers.Trainer`` with gradient accumulation); ``0`` (still in the graph) when nothing is labelled.
+    """
+    targets = labels[:, 1:].to(states.device)
+    chosen = targets != IGNORE_INDEX
+    logits = head(states[:, :-1][chosen]).float()  # [K, V]
+    total = nn.functional.cross_entropy(logits, targets[chosen], reduction="sum")
+    if num_items_in_batch is not None:
+        return total / num_items_in_batch
+    return total / chosen.sum().clamp(min=1)
+
+
 def causal_lm_config(config: UniPTConfig | None) -> UniPTConfig:
     """A checked copy of ``config`` for a causal LM (the caller's object is never changed)."""
     config = copy.deepcopy(config) if config is not None else UniPTConfig(task_type="causal_lm")
@@ -214,19 +232,8 @@ class UniPTForCausalLM(nn.Module):
 
     def loss(self, adapted: torch.Tensor, labels: torch.Tensor,
              num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
-        """Next-token cross-entropy at the labelled positions only (the head never runs on the others).
-
-        Equal to Hugging Face's causal-LM loss (mean over targets ``!= -100``, float32); ``0`` (still
-        attached to the graph) when no position is labelled.
-        """
-        targets = labels[:, 1:].to(adapted.device)
-        chosen = targets != IGNORE_INDEX
-        states = adapted[:, :-1][chosen]  # [K, D]
-        logits = self.lm_head(states).float()
-        total = nn.functional.cross_entropy(logits, targets[chosen], reduction="sum")
-        if num_items_in_batch is not None:
-            return total / num_items_in_batch
-        return total / chosen.sum().clamp(min=1)
+        """Next-token cross-entropy at the labelled positions only (see :func:`labelled_loss`)."""
+        return labelled_loss(self.lm_head, adapted, labels, num_items_in_batch)
 
     def _check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                       labels: torch.Tensor | None, past: Any, side_cache: SideCache | None) -> None:

@@ -16,6 +16,11 @@ Every step is either per token (projections, LayerNorm, gate, P, U) or reads pos
 ``<= q``. That is also what makes generation incremental: :class:`SideCache` keeps, for every target
 layer, the down-projected keys seen so far plus the running sums, so one new token costs
 ``O(t * d)`` per layer on top of the backbone's own step.
+
+Execution: a whole sequence (training, evaluation, the prompt of a generation) goes through the fused
+kernel (:func:`unipt.nn.fused.guided_mix` with ``causal=True``: query blocks, maps recomputed in
+backward, memory linear in length) unless ``config.kernel == "reference"``; the tokens appended to a
+:class:`SideCache` go through the plain modules (one query row per layer, nothing to save).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch import nn
 
 from unipt.config import UniPTConfig
 from unipt.nn.aggregation import ConfidenceAggregation
+from unipt.nn.fused import LayerFeed, MixOptions, guided_mix
 from unipt.nn.interaction import ParallelInteraction
 from unipt.nn.layers import init_weights, make_down_proj, make_fusion, make_up_proj, zero_last_linear
 
@@ -88,6 +94,11 @@ class CausalSideNetwork(nn.Module):
         self.aggregation = ConfidenceAggregation(d, config.aggregation)
         self.fusion = make_fusion(config.fusion, d, config.norm)
         self.up_proj = make_up_proj(config.up_proj, d, config.output_width)
+        if config.memory == "min" and config.kernel != "fused":
+            raise ValueError("memory='min' recomputes inside the fused kernel; set kernel='fused' (the default)")
+        self.mix_options = MixOptions(skip="identity", eps=config.eps, eps_mode=config.eps_mode,
+                                      interaction=config.interaction == "guided",
+                                      uniform=config.aggregation == "uniform", causal=True, block=config.query_block)
         init_weights(self, config.init)
         zero_last_linear(self.up_proj)  # the untrained model is exactly the frozen backbone
 
@@ -116,27 +127,64 @@ class CausalSideNetwork(nn.Module):
         dtype = next(self.parameters()).dtype
         new_mask = torch.ones(b, s, device=ref.device) if mask is None else mask.to(device=ref.device)
         new_mask = new_mask.float()
-        key_mask = new_mask if cache is None else torch.cat([cache.key_mask, new_mask], dim=1)
-
         guide = self.guide_proj(ref.to(dtype))
-        guide_mean, guide_sum = running_mean(guide, new_mask, None if cache is None else cache.guide_sum,
-                                             None if cache is None else cache.count)
+        prev = (None, None) if cache is None else (cache.guide_sum, cache.count)
+        guide_mean, guide_sum = running_mean(guide, new_mask, *prev)
         count = new_mask.sum(1, keepdim=True) + (0 if cache is None else cache.count)
+        if cache is None and self.config.kernel == "fused":
+            mixed, alpha, keys, layer_sums = self._mix_fused(guide, guide_mean, hidden, new_mask, use_cache)
+            key_mask = new_mask
+        else:
+            key_mask = new_mask if cache is None else torch.cat([cache.key_mask, new_mask], dim=1)
+            mixed, alpha, keys, layer_sums = self._mix_reference(guide, guide_mean, hidden, new_mask, key_mask, cache)
+        out = self.up_proj(guide + self.fusion(mixed))
+        new_cache = SideCache(keys, key_mask, guide_sum, torch.stack(layer_sums), count) if use_cache else None
+        return out, alpha, new_cache
+
+    def _mix_reference(
+        self, guide: torch.Tensor, guide_mean: torch.Tensor, hidden: list[torch.Tensor], new_mask: torch.Tensor,
+        key_mask: torch.Tensor, cache: SideCache | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The plain modules: ``M`` ``[B, s, d]``, weights ``[B, s, n]``, keys so far, layer sums ``[B, d]``."""
+        dtype = guide.dtype
         keys, pooled, layer_sums, interacted = [], [], [], []
         for slot, layer in enumerate(self.targets):
             feats = self.down_projs[slot](hidden[layer].to(dtype))
             all_keys = feats if cache is None else torch.cat([cache.keys[slot], feats], dim=1)
-            mean, total = running_mean(feats, new_mask, None if cache is None else cache.layer_sum[slot],
-                                       None if cache is None else cache.count)
+            prev = (None, None) if cache is None else (cache.layer_sum[slot], cache.count)
+            mean, total = running_mean(feats, new_mask, *prev)
             pooled.append(mean)
             layer_sums.append(total)
             interacted.append(self.interaction(guide, all_keys, key_mask, causal=True))
-            if use_cache:
-                keys.append(all_keys)
+            keys.append(all_keys)
         mixed, alpha = self.aggregation(guide_mean, torch.stack(pooled), torch.stack(interacted))
-        out = self.up_proj(guide + self.fusion(mixed))
-        new_cache = SideCache(keys, key_mask, guide_sum, torch.stack(layer_sums), count) if use_cache else None
-        return out, alpha, new_cache
+        return mixed, alpha, keys, layer_sums
+
+    def _mix_fused(
+        self, guide: torch.Tensor, guide_mean: torch.Tensor, hidden: list[torch.Tensor], mask: torch.Tensor,
+        use_cache: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The fused kernel (memory linear in length) over a whole sequence, ``causal=True``."""
+        feeds = [self._feed(slot, hidden[layer].to(guide.dtype)) for slot, layer in enumerate(self.targets)]
+        mixed, alpha = guided_mix(guide, guide_mean, feeds, self.aggregation.gate, mask, None, self.mix_options)
+        keys, layer_sums = [], []
+        if use_cache:  # generation (no autograd): the keys and sums the next steps extend
+            with torch.no_grad():
+                for feed in feeds:
+                    feats = feed.x if feed.fn is None else feed.fn(feed.x.to(guide.dtype))
+                    keys.append(feats)
+                    layer_sums.append((feats.float() * mask.unsqueeze(-1)).sum(1))
+        return mixed, alpha, keys, layer_sums
+
+    def _feed(self, slot: int, tap: torch.Tensor) -> LayerFeed:
+        """What the fused kernel keeps for target ``slot`` (pre-norm projection, or the tap in bf16 with
+        ``memory="min"``) and what it recomputes in backward (the LayerNorm, or the whole projection)."""
+        down = self.down_projs[slot]
+        if self.config.memory == "min":
+            return LayerFeed(tap, down, tuple(down.parameters()), save_dtype=torch.bfloat16)
+        if isinstance(down[-1], nn.LayerNorm):
+            return LayerFeed(down[:-1](tap), down[-1], tuple(down[-1].parameters()))
+        return LayerFeed(down(tap))
 
     def _check(self, hidden: list[torch.Tensor], mask: torch.Tensor | None, cache: SideCache | None) -> None:
         widths = self.config.in_widths

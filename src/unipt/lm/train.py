@@ -1,0 +1,251 @@
+"""Training and evaluation of a causal LM from a run config (``task: {name: causal_lm}``).
+
+    towers: {lm: {backbone: smollm2-135m, method: unipt, max_length: 256,
+                  options: {reduction: 4, backbone_quantization: int8}}}
+    task: {name: causal_lm, options: {chat_template: true}}
+    data: {dataset: lm_jsonl, options: {root: data/my_set}}       # train.jsonl, val.jsonl, test.jsonl
+    optim: {lr: 1.0e-3}
+    train: {epochs: 1, batch_size: 8, output_dir: runs/my_lm}
+
+Metrics: ``perplexity`` (exp of the mean next-token loss over the labelled tokens) and ``nll``; with
+``task.options.answer_accuracy: true`` (default for the packaged Rotten Tomatoes instructions) also
+``accuracy``: the share of prompts whose greedy reply starts with the reference response's first word.
+Task options: ``chat_template`` (wrap prompts in the tokenizer's chat template; default: when it has
+one), ``answer_accuracy``, ``max_new_tokens`` (for it, default 4), ``generate_limit`` (score at most
+this many prompts by generation). The best epoch (lowest eval perplexity) is kept in
+``checkpoints/best`` (trainable weights only, safetensors), then scored on the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import string
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from unipt.lm.backbone import load_causal_lm
+from unipt.lm.data import (
+    LMRecord,
+    TokenizedLM,
+    collate_right_padded,
+    left_padded_prompts,
+    load_lm_records,
+    prompt_ids,
+)
+from unipt.lm.methods import build_causal_method, restore_trainable, trainable_state_dict, weights_bytes
+from unipt.train.checkpoint import load_checkpoint, save_checkpoint
+from unipt.train.config import RunConfig, TowerConfig, load_run_config
+from unipt.train.loop import peak_memory_mb
+from unipt.train.optim import build_optimizer, build_scheduler
+
+TASK_OPTIONS = {"chat_template", "answer_accuracy", "max_new_tokens", "generate_limit"}
+
+
+@dataclass
+class LMFitResult:
+    best_metrics: dict[str, float]
+    test_metrics: dict[str, float] | None
+    trainable_parameters: int
+    frozen_weight_bytes: int
+    peak_memory_mb: float
+    memory_kind: str
+    step_time_ms: float
+    train_time_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+
+def lm_tower(config: RunConfig) -> TowerConfig:
+    if len(config.towers) != 1:
+        raise ValueError(f"task causal_lm reads one tower (the language model), got {sorted(config.towers)}")
+    return next(iter(config.towers.values()))
+
+
+class LMTrainer:
+    """``LMTrainer(run_config).fit()`` trains, evaluates and writes the run folder."""
+
+    def __init__(self, config: RunConfig, device: str | None = None):
+        unknown = sorted(set(config.task.options) - TASK_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown causal_lm task options {unknown}; known: {sorted(TASK_OPTIONS)}")
+        self.config, self.tower = config, lm_tower(config)
+        self.out = Path(config.train.output_dir)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        set_seed(config.train.seed)
+        loaded = load_causal_lm(self.tower.backbone)
+        if loaded.tokenizer is None:
+            raise ValueError(f"{self.tower.backbone} has no tokenizer; a causal_lm run needs text")
+        self.tokenizer = loaded.tokenizer
+        self.model = build_causal_method(self.tower.method, loaded.model, self.tower.options).to(self.device)
+        options = config.task.options
+        self.chat = bool(options.get("chat_template", bool(getattr(self.tokenizer, "chat_template", None))))
+        self.answer_accuracy_on = bool(options.get("answer_accuracy",
+                                                   config.data.dataset == "rotten_tomatoes_instructions"))
+        self.max_length = self.tower.max_length or 512
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
+            else self.tokenizer.eos_token_id
+        self._tokenized: dict[int, tuple[list[LMRecord], TokenizedLM]] = {}
+
+    # ----------------------------------------------------------------------------------- data
+    def records(self, split: str) -> list[LMRecord]:
+        data = self.config.data
+        name = {"train": data.train_split, "eval": data.eval_split, "test": data.test_split}.get(split, split)
+        records = load_lm_records(data.dataset, name, **data.options)
+        limit = data.limit_train if split == "train" else data.limit_eval
+        return records[:limit] if limit else records
+
+    def tokenized(self, records: list[LMRecord]) -> TokenizedLM:
+        key = id(records)
+        if key not in self._tokenized:
+            self._tokenized[key] = (records, TokenizedLM(records, self.tokenizer, self.max_length, self.chat))
+        return self._tokenized[key][1]
+
+    def loader(self, records: list[LMRecord], shuffle: bool, epoch: int = 0) -> DataLoader:
+        dataset = self.tokenized(records)
+        cfg = self.config.train
+        size = cfg.batch_size if shuffle else (cfg.eval_batch_size or cfg.batch_size)
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        return DataLoader(dataset, batch_size=size, shuffle=shuffle, generator=generator,
+                          collate_fn=lambda items: collate_right_padded(items, self.pad_id))
+
+    # ----------------------------------------------------------------------------------- train
+    def fit(self) -> LMFitResult:
+        cfg = self.config
+        train, evaluation = self.records("train"), self.records("eval")
+        steps = max(1, math.ceil(len(self.tokenized(train)) / cfg.train.batch_size))
+        steps = min(steps, cfg.train.max_steps_per_epoch or steps)
+        history, best, step_times = [], None, []
+        started = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "run_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        trains = any(p.requires_grad for p in self.model.parameters())
+        if trains:
+            optimizer = build_optimizer(self.model, cfg.optim)
+            scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs)
+        for epoch in range(cfg.train.epochs if trains else 0):
+            set_seed(cfg.train.seed + epoch)
+            self.model.train()
+            losses = []
+            bar = tqdm(self.loader(train, True, epoch), total=steps, desc=f"epoch {epoch + 1}", leave=False)
+            for step, batch in enumerate(bar):
+                if step >= steps:
+                    break
+                tick = time.perf_counter()
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                loss = self.model(**batch, logits_to_keep=1).loss
+                loss.backward()
+                if cfg.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step_times.append(time.perf_counter() - tick)
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            record = {"epoch": epoch + 1, "train_loss": statistics.fmean(losses) if losses else None,
+                      "losses": losses, "eval": self.evaluate(evaluation)}
+            if best is None or record["eval"]["perplexity"] < best["perplexity"]:
+                best = record["eval"]
+                self._save("best", epoch + 1, best)
+            history.append(record)
+            self._save("last", epoch + 1, best)
+            with open(self.out / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps({k: v for k, v in record.items() if k != "losses"}) + "\n")
+            print(f"epoch {epoch + 1}: train_loss={record['train_loss']:.4f} eval={record['eval']}")
+        if best is None:  # nothing trains (the frozen method): score the backbone as it is
+            best = self.evaluate(evaluation)
+        test = self._test()
+        peak, kind = peak_memory_mb()
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        result = LMFitResult(best, test, trainable, weights_bytes(self.model), peak, kind,
+                             1000 * statistics.median(step_times[1:] or step_times) if step_times else float("nan"),
+                             time.perf_counter() - started, history)
+        (self.out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
+        return result
+
+    def _test(self) -> dict[str, float] | None:
+        if not self.config.data.test_split:
+            return None
+        best = self.out / "checkpoints" / "best"
+        if best.is_dir():
+            weights, _, _ = load_checkpoint(best)
+            restore_trainable(self.model, weights, str(best))
+        return self.evaluate(self.records("test"))
+
+    def _save(self, tag: str, epoch: int, best: dict[str, float] | None) -> None:
+        meta = {"epoch": epoch, "best": best, "config": self.config.to_dict()}
+        save_checkpoint(self.out / "checkpoints" / tag, trainable_state_dict(self.model), {"epoch": epoch}, meta)
+
+    # ----------------------------------------------------------------------------------- eval
+    @torch.no_grad()
+    def evaluate(self, records: list[LMRecord]) -> dict[str, float]:
+        """Perplexity over the labelled tokens (+ answer accuracy when the records carry labels)."""
+        self.model.eval()
+        total, count = 0.0, 0
+        for batch in self.loader(records, shuffle=False):
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(self.model(**batch, logits_to_keep=1).loss) * n
+            count += n
+        nll = total / max(1, count)
+        metrics = {"nll": nll, "perplexity": math.exp(min(nll, 50.0)), "tokens": float(count)}
+        if self.answer_accuracy_on and all(r.prompt for r in records):
+            metrics["accuracy"] = self.answer_accuracy(records)
+        return metrics
+
+    @torch.no_grad()
+    def answer_accuracy(self, records: list[LMRecord]) -> float:
+        """Share of prompts whose greedy reply starts with the first word of the reference response."""
+        limit = self.config.task.options.get("generate_limit")
+        chosen = records[:limit] if limit else records
+        size = self.config.train.eval_batch_size or self.config.train.batch_size
+        correct = 0
+        for start in range(0, len(chosen), size):
+            part = chosen[start:start + size]
+            replies = self.generate_text([r.prompt for r in part],
+                                         int(self.config.task.options.get("max_new_tokens", 4)))
+            correct += sum(first_word(reply) == first_word(r.response) for reply, r in zip(replies, part, strict=True))
+        return correct / max(1, len(chosen))
+
+    @torch.no_grad()
+    def generate_text(self, prompts: list[str], max_new_tokens: int, **options: Any) -> list[str]:
+        ids = [prompt_ids(self.tokenizer, p, self.chat)[-self.max_length:] for p in prompts]
+        batch = {k: v.to(self.device) for k, v in left_padded_prompts(ids, self.pad_id).items()}
+        result = self.model.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
+                                     eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.pad_id, **options)
+        return self.tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)
+
+
+def first_word(text: str) -> str:
+    words = text.strip().lower().split()
+    return words[0].strip(string.punctuation) if words else ""
+
+
+def load_lm_run(run_dir: str | Path, tag: str = "best") -> LMTrainer:
+    """Rebuild a finished run (its config, backbone, method and trained weights) for eval / generation."""
+    run = Path(run_dir)
+    if not (run / "run_config.yaml").is_file():
+        raise FileNotFoundError(f"{run / 'run_config.yaml'} not found: {run} is not a unipt run folder")
+    config = load_run_config(run / "run_config.yaml")
+    if config.task.name != "causal_lm":
+        raise ValueError(f"{run} is a {config.task.name} run; `unipt generate` needs a causal_lm run")
+    trainer = LMTrainer(config)
+    checkpoint = run / "checkpoints" / tag
+    if checkpoint.is_dir():
+        weights, _, _ = load_checkpoint(checkpoint)
+        restore_trainable(trainer.model, weights, str(checkpoint))
+    elif any(p.requires_grad for p in trainer.model.parameters()):
+        raise FileNotFoundError(f"{checkpoint} not found: the run has no {tag} checkpoint yet")
+    return trainer
