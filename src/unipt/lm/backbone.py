@@ -146,13 +146,16 @@ def _smollm2(**_: Any) -> CausalLMBackbone:
     from transformers.utils import logging as hf_logging
 
     folder = smollm2_folder()
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the GGUF reader's progress bars and notices are noise here
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=SMOLLM2_FILE)
         model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=SMOLLM2_FILE)
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     # The de-quantised weights are plain fp32 tensors; the leftover GGUF marker would only stop
     # save_pretrained of the backbone, which UniPT never needs.
     return CausalLMBackbone("smollm2-135m", model.eval(), tokenizer)

@@ -34,9 +34,11 @@ class Int8Linear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
-        w = weight.detach().float()
-        scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
-        self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        w = weight.detach()
+        low, high = torch.aminmax(w, dim=1)
+        scale = (torch.maximum(-low, high).float() / 127.0).clamp(min=1e-12)
+        q = w.float().div_(scale[:, None]).round_().clamp_(-127, 127)  # in place: one float copy per layer
+        self.register_buffer("weight_int8", q.to(torch.int8))
         self.register_buffer("weight_scale", scale)  # float32: a bf16 scale would add 0.4 % error per row
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
