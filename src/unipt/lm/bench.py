@@ -117,6 +117,29 @@ def measure_arm(backbone_name: str, arm: str, lengths: list[int], batch_size: in
     return results
 
 
+PRECISIONS = (("float32", "none"), ("bfloat16", "none"), ("float16", "none"), (None, "int8"),
+              ("bfloat16", "int8"), (None, "int8-dynamic"))
+
+
+def precision_bytes(backbone_name: str) -> list[dict[str, Any]]:
+    """Frozen-weight memory of ``backbone_name`` in every precision UniPT can run it in (CPU)."""
+    import copy
+
+    from unipt.lm.backbone import load_causal_lm
+    from unipt.lm.quantize import apply_backbone_precision, frozen_weight_bytes
+
+    original = load_causal_lm(backbone_name).model
+    rows = []
+    for dtype, quantization in PRECISIONS:
+        model = copy.deepcopy(original)
+        apply_backbone_precision(model, dtype, quantization)
+        label = (dtype or "float32") + ("" if quantization == "none" else f" + {quantization} blocks")
+        rows.append({"backbone": backbone_name, "precision": label,
+                     "frozen_weight_mb": frozen_weight_bytes(model) / 2**20})
+        del model
+    return rows
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch
@@ -164,8 +187,14 @@ def run_causal_bench(args: argparse.Namespace) -> int:
             note = "out of memory" if err.out_of_memory else f"failed: {str(err).splitlines()[0][:120]}"
             rows += [asdict(CausalCost(arm, backbone, n, args.batch_size, 0, float("nan"), float("nan"), None, None,
                                        None, "-", note)) for n in arm_lengths]
-    (out / "causal.json").write_text(json.dumps({"options": vars(args) | {"func": None}, "rows": rows}, indent=2))
-    table = format_causal(rows)
+    precisions = []
+    if args.precisions:
+        print(f"[{args.backbone}] frozen-weight memory per precision", flush=True)
+        precisions = run_isolated(precision_bytes, args.backbone, threads=args.threads or None, timeout_s=args.timeout,
+                                  log_path=out / "logs" / "causal-precisions.log")
+    report = {"options": vars(args) | {"func": None}, "rows": rows, "precisions": precisions}
+    (out / "causal.json").write_text(json.dumps(report, indent=2))
+    table = format_causal(rows) + ("\n" + format_precisions(precisions) if precisions else "")
     (out / "causal.md").write_text(table)
     plot_causal(rows, out / "causal.png")
     print(table)
@@ -183,6 +212,12 @@ def format_causal(rows: list[dict[str, Any]]) -> str:
                      f"{r['trainable_parameters']:,} | {number(r['frozen_weight_mb'], 1)} | "
                      f"{number(r['saved_activation_mb'], 1)} | {number(r['step_ms'])} | "
                      f"{number(r['peak_over_loaded_mb'])} | {r['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def format_precisions(rows: list[dict[str, Any]]) -> str:
+    lines = ["| backbone | frozen weights | MiB |", "|---|---|---:|"]
+    lines += [f"| {r['backbone']} | {r['precision']} | {r['frozen_weight_mb']:,.1f} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -220,4 +255,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per arm before it is recorded as failed")
+    p.add_argument("--no-precisions", dest="precisions", action="store_false",
+                   help="skip the table of frozen-weight memory per precision")
     p.add_argument("--out", default="benchmarks/results")

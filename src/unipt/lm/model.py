@@ -35,7 +35,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from unipt.config import UniPTConfig, check_causal_lm_fields
-from unipt.fingerprint import fingerprint, structure_hash
+from unipt.fingerprint import structure_hash
 from unipt.lm.backbone import (
     accepts,
     cache_argument,
@@ -44,6 +44,7 @@ from unipt.lm.backbone import (
     lm_head_of,
     position_ids_from_mask,
     returned_cache,
+    sampled_fingerprint,
 )
 from unipt.lm.quantize import DTYPES, apply_backbone_precision, frozen_weight_bytes
 from unipt.model import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _atomic_write, _version
@@ -119,7 +120,7 @@ class UniPTForCausalLM(nn.Module):
                 "models (load one with unipt.lm.load_causal_lm or AutoModelForCausalLM)"
             )
         config = causal_lm_config(config)
-        self.backbone_fingerprint = fingerprint(backbone)  # of the weights as given, before any cast
+        self.backbone_fingerprint = sampled_fingerprint(backbone)  # of the weights as given, before any cast
         for p in backbone.parameters():
             p.requires_grad_(False)
         apply_backbone_precision(backbone, config.backbone_dtype, config.backbone_quantization)
