@@ -150,3 +150,17 @@ def test_causal_lm_config_defaults_to_a_residual_output():
     config = UniPTConfig(task_type="causal_lm")
     assert config.output_mode == "residual" and config.input_kind == "sequence"
     assert UniPTConfig().output_mode == "replace"  # other tasks keep the preset
+
+
+def test_minimum_memory_mode_keeps_outputs_and_gradients_within_bf16_rounding():
+    hidden = taps(length=9)
+    results = {}
+    for memory in ("default", "min"):
+        net = side_network("fused", memory=memory)
+        out, _, _ = net([h.clone() for h in hidden])
+        out.pow(2).sum().backward()
+        results[memory] = (out, {n: p.grad.clone() for n, p in net.named_parameters()})
+    assert torch.allclose(results["min"][0], results["default"][0], atol=1e-5)
+    for name, grad in results["default"][1].items():  # recomputed from bf16 taps: ~3 significant digits
+        scale = grad.abs().max().clamp(min=1e-3)
+        assert (results["min"][1][name] - grad).abs().max() / scale < 3e-2, name

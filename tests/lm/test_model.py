@@ -97,6 +97,8 @@ def test_save_and_load_round_trip_is_exact(tiny_lm, tokens, tmp_path):
     assert torch.equal(again(**tokens).logits, model(**tokens).logits)
     with pytest.raises(ValueError, match="different backbone"):
         UniPTForCausalLM.from_pretrained(tiny_lm("llama"), tmp_path)
+    with pytest.warns(UserWarning, match="other weights"):
+        UniPTForCausalLM.from_pretrained(tiny_lm("gpt2", seed=1), tmp_path)
 
 
 def test_the_callers_config_is_not_changed(tiny_lm):

@@ -18,7 +18,9 @@ def causal(**fields):
 def test_int8_linear_is_within_half_a_step_of_the_float_weights():
     torch.manual_seed(0)
     linear = nn.Linear(64, 32)
+    before = linear.weight.detach().clone()
     q = Int8Linear.from_module(linear)
+    assert torch.equal(linear.weight, before)  # quantising copies; the float module is left as it was
     assert q.weight_int8.dtype == torch.int8
     step = linear.weight.abs().amax(1, keepdim=True) / 127
     assert torch.all((q.dequantized(torch.float32) - linear.weight).abs() <= step / 2 + 1e-7)

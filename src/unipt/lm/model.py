@@ -47,7 +47,7 @@ from unipt.lm.backbone import (
     sampled_fingerprint,
 )
 from unipt.lm.quantize import DTYPES, apply_backbone_precision, frozen_weight_bytes
-from unipt.model import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _atomic_write, _version
+from unipt.model import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _atomic_write, _version, require_compiler
 from unipt.nn.causal import CausalSideNetwork, SideCache
 
 IGNORE_INDEX = -100
@@ -129,6 +129,9 @@ class UniPTForCausalLM(nn.Module):
         self.config = config
         self._fill_widths()
         self.side = CausalSideNetwork(config).to(DTYPES[config.side_dtype])
+        if config.compile:
+            require_compiler()
+            self.side.compile()  # in place: parameter names and saved files stay the same
 
     # ------------------------------------------------------------------------------- parts
     @property

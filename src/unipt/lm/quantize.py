@@ -37,7 +37,7 @@ class Int8Linear(nn.Module):
         w = weight.detach()
         low, high = torch.aminmax(w, dim=1)
         scale = (torch.maximum(-low, high).float() / 127.0).clamp(min=1e-12)
-        q = w.float().div_(scale[:, None]).round_().clamp_(-127, 127)  # in place: one float copy per layer
+        q = w.to(torch.float32, copy=True).div_(scale[:, None]).round_().clamp_(-127, 127)  # one copy per layer
         self.register_buffer("weight_int8", q.to(torch.int8))
         self.register_buffer("weight_scale", scale)  # float32: a bf16 scale would add 0.4 % error per row
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
