@@ -107,7 +107,11 @@ def causal_lm_config(config: UniPTConfig | None) -> UniPTConfig:
 
 
 class UniPTForCausalLM(nn.Module):
-    """Frozen causal LM + causal UniPT side network; ``forward(input_ids, attention_mask, labels)``."""
+    """Frozen causal LM + causal UniPT side network; ``forward(input_ids, attention_mask, labels)``.
+
+    Like PEFT's wrappers it takes the backbone over: its parameters are frozen, and ``backbone_dtype`` /
+    ``backbone_quantization`` convert it in place (pass a copy to keep the original).
+    """
 
     accepts_loss_kwargs = True  # transformers.Trainer passes num_items_in_batch (exact loss over accumulation)
     main_input_name = "input_ids"
