@@ -170,13 +170,14 @@ def run_causal_bench(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     lengths = [int(v) for v in args.lengths.split(",")]
     rows: list[dict[str, Any]] = []
+    estimates: list[dict[str, Any]] = []
     jobs = [(args.backbone, arm, lengths, True) for arm in ["forward", *args.arms.split(",")]]
     if args.memory_backbone != "none":
         memory_lengths = [int(v) for v in args.memory_lengths.split(",")]
         arms = [a for a in args.arms.split(",") if a != "full" or args.device.startswith("cuda")]
         jobs += [(args.memory_backbone, arm, memory_lengths, False) for arm in ["forward", *arms]]
         if "full" in args.arms.split(",") and not args.device.startswith("cuda"):
-            rows += [full_finetune_estimate(args.memory_backbone, n, args.batch_size) for n in memory_lengths]
+            estimates = [full_finetune_estimate(args.memory_backbone, n, args.batch_size) for n in memory_lengths]
     for backbone, arm, arm_lengths, timed in jobs:
         print(f"[{backbone} / {arm}] lengths {arm_lengths}", flush=True)
         try:
@@ -187,6 +188,7 @@ def run_causal_bench(args: argparse.Namespace) -> int:
             note = "out of memory" if err.out_of_memory else f"failed: {str(err).splitlines()[0][:120]}"
             rows += [asdict(CausalCost(arm, backbone, n, args.batch_size, 0, float("nan"), float("nan"), None, None,
                                        None, "-", note)) for n in arm_lengths]
+    rows += estimates
     precisions = []
     if args.precisions:
         print(f"[{args.backbone}] frozen-weight memory per precision", flush=True)
@@ -196,7 +198,7 @@ def run_causal_bench(args: argparse.Namespace) -> int:
     (out / "causal.json").write_text(json.dumps(report, indent=2))
     table = format_causal(rows) + ("\n" + format_precisions(precisions) if precisions else "")
     (out / "causal.md").write_text(table)
-    plot_causal(rows, out / "causal.png")
+    plot_causal(rows, args.backbone, out / "causal.png")
     print(table)
     return 0
 
@@ -221,14 +223,13 @@ def format_precisions(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_causal(rows: list[dict[str, Any]], path: Path) -> None:
+def plot_causal(rows: list[dict[str, Any]], backbone: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = rows[0]["backbone"] if rows else ""
-    timed = [r for r in rows if r["backbone"] == first and r["arm"] != "forward"]
+    timed = [r for r in rows if r["backbone"] == backbone and r["arm"] != "forward"]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for ax, key, title in zip(axes, ("step_ms", "saved_activation_mb", "peak_over_loaded_mb"),
                               ("ms per step", "saved activations MiB", "peak over loaded model MiB"), strict=True):
@@ -236,8 +237,9 @@ def plot_causal(rows: list[dict[str, Any]], path: Path) -> None:
             points = [(r["length"], r[key]) for r in timed if r["arm"] == arm and r[key] is not None]
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=arm)
-        ax.set(xlabel="tokens", title=f"{first}: {title}")
-        ax.legend(fontsize=7)
+        ax.set(xlabel="tokens", title=f"{backbone}: {title}")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
