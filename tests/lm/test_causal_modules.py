@@ -124,6 +124,8 @@ def test_token_by_token_with_the_side_cache_equals_one_full_pass(kernel):
             steps.append(out)
             weights.append(alpha)
     assert cache.length == 8 and len(cache.keys) == 2
+    n, b, t, d = 2, 2, 8, 8  # keys n*B*t*d, key mask B*t, sums B*d + n*B*d, count B (float32)
+    assert cache.nbytes() == 4 * (n * b * t * d + b * t + b * d + n * b * d + b)
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
     assert torch.allclose(torch.cat(weights, 1), alpha_full, atol=1e-6)
 

@@ -101,6 +101,15 @@ def test_save_and_load_round_trip_is_exact(tiny_lm, tokens, tmp_path):
         UniPTForCausalLM.from_pretrained(tiny_lm("gpt2", seed=1), tmp_path)
 
 
+def test_only_the_side_network_trains(tiny_lm, capsys):
+    model = UniPTForCausalLM(tiny_lm("mistral"))
+    trainable, total = model.trainable_parameters()
+    assert trainable == sum(p.numel() for p in model.side.parameters()) > 0
+    assert total == trainable + sum(p.numel() for p in model.backbone.parameters())
+    model.print_trainable_parameters()
+    assert f"trainable params: {trainable:,}" in capsys.readouterr().out
+
+
 def test_the_callers_config_is_not_changed(tiny_lm):
     config = unipt.UniPTConfig(reduction=4)
     model = unipt.get_unipt_model(tiny_lm("phi"), config)

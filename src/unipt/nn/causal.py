@@ -60,13 +60,9 @@ class SideCache:
         return self.key_mask.shape[1]
 
     def nbytes(self) -> int:
+        """Bytes held: ``n * B * t * d`` keys plus ``O(n * B * d)`` sums (linear in the length ``t``)."""
         tensors = [*self.keys, self.key_mask, self.guide_sum, self.layer_sum, self.count]
         return sum(t.numel() * t.element_size() for t in tensors)
-
-    def select(self, index: torch.Tensor) -> SideCache:
-        """Keep the samples ``index`` ``[B']`` (e.g. drop finished sequences)."""
-        return SideCache([k[index] for k in self.keys], self.key_mask[index], self.guide_sum[index],
-                         self.layer_sum[:, index], self.count[index])
 
 
 class CausalSideNetwork(nn.Module):
