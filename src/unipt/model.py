@@ -42,6 +42,13 @@ class UniPTModel(nn.Module):
         example_inputs: dict[str, torch.Tensor] | None = None,
     ):
         super().__init__()
+        precision = {"backbone_dtype": config.backbone_dtype, "backbone_quantization": config.backbone_quantization,
+                     "side_dtype": config.side_dtype}
+        if precision != {"backbone_dtype": None, "backbone_quantization": "none", "side_dtype": "float32"}:
+            raise ValueError(
+                f"{precision} are implemented for causal LMs (task_type='causal_lm') only; for this backbone cast "
+                "or quantise it yourself before get_unipt_model, or train with bf16 autocast (train.bf16)"
+            )
         self.backbone = backbone
         self.config = config
         for p in backbone.parameters():

@@ -123,6 +123,8 @@ def test_clear_errors(tiny_lm, tokens):
     bert = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
     with pytest.raises(ValueError, match="not a Hugging Face causal LM"):
         UniPTForCausalLM(bert)
+    with pytest.raises(ValueError, match="causal LMs"):
+        unipt.get_unipt_model(bert, unipt.UniPTConfig(backbone_quantization="int8"))
     model = UniPTForCausalLM(tiny_lm("llama"))
     with pytest.raises(ValueError, match="must cover the cached and the new tokens"):
         model(tokens["input_ids"], attention_mask=tokens["attention_mask"][:, :5])
