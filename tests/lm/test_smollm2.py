@@ -57,8 +57,8 @@ def test_side_cache_agrees_with_recomputation_on_the_real_model(smollm2, chat):
     with torch.no_grad():
         for p in model.side.up_proj.parameters():
             p.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
-    cached = model.generate(**chat, max_new_tokens=4, eos_token_id=[], output_scores=True)
-    full = model.generate(**chat, max_new_tokens=4, eos_token_id=[], output_scores=True, use_cache=False)
+    cached = model.generate(**chat, max_new_tokens=3, eos_token_id=[], output_scores=True)
+    full = model.generate(**chat, max_new_tokens=3, eos_token_id=[], output_scores=True, use_cache=False)
     assert torch.equal(cached.sequences, full.sequences)
     for fast, slow in zip(cached.scores, full.scores, strict=True):
         assert torch.allclose(fast, slow, atol=2e-3, rtol=1e-4)
