@@ -46,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
     from unipt.lm.cli import is_causal_lm_run, train_causal_lm
 
     if is_causal_lm_run(config):
-        return train_causal_lm(config)
+        return train_causal_lm(config, args.format)
     trainer = Trainer(config)
     result = trainer.fit()
     if trainer.main:
@@ -59,7 +59,7 @@ def _eval(args: argparse.Namespace) -> int:
     from unipt.train.inference import load_run
 
     if run_config_task(args.run) == "causal_lm":
-        return eval_causal_lm(args.run, args.split)
+        return eval_causal_lm(args.run, args.split, args.format)
 
     trainer = load_run(args.run, overrides=args.set)
     split = args.split or ("test" if trainer.data.test is not None else "eval")

@@ -2,6 +2,7 @@
 accuracy, `unipt eval`, `unipt generate`, clear errors for bad data."""
 
 import json
+import math
 
 import pytest
 import yaml
@@ -47,7 +48,7 @@ def test_train_eval_generate_on_prompt_response_jsonl(jsonl_root, tmp_path, caps
     assert evaluated["perplexity"] == pytest.approx(summary["test_metrics"]["perplexity"], rel=1e-5)
     assert main(["generate", str(tmp_path / "run"), "--prompt", "Is 4 even?", "--prompt", "Is 5 even?",
                  "--max-new-tokens", "3", "--sample", "--seed", "1"]) == 0
-    replies = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    replies = json.loads(capsys.readouterr().out)
     assert [r["prompt"] for r in replies] == ["Is 4 even?", "Is 5 even?"]
 
 
@@ -75,3 +76,16 @@ def test_unknown_task_option_is_refused(jsonl_root, tmp_path, capsys):
                               task_options={"chat": True})
     assert main(["train", str(config)]) == 2
     assert "chat_template" in capsys.readouterr().err
+
+
+def test_accumulation_bf16_and_a_second_run_into_the_same_folder(jsonl_root, tmp_path, capsys):
+    config = write_run_config(tmp_path, {"dataset": "lm_jsonl", "options": {"root": str(jsonl_root)}})
+    overrides = ["--set", "train.grad_accum_steps=2", "--set", "train.bf16=true"]
+    assert main(["train", str(config), *overrides]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["best_metrics"]) >= 3 and math.isfinite(summary["best_metrics"]["nll"])
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1] and math.isfinite(history[0]["train_loss"])
+    assert main(["train", str(config)]) == 2
+    assert "resuming one is not supported" in capsys.readouterr().err
+    assert main(["train", str(config), "--set", "train.resume=false"]) == 0

@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -165,6 +166,7 @@ def full_finetune_estimate(backbone_name: str, length: int, batch_size: int) -> 
 
 def run_causal_bench(args: argparse.Namespace) -> int:
     from unipt.bench.isolate import IsolatedError, run_isolated
+    from unipt.io_streams import emit_file
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -179,7 +181,7 @@ def run_causal_bench(args: argparse.Namespace) -> int:
         if "full" in args.arms.split(",") and not args.device.startswith("cuda"):
             estimates = [full_finetune_estimate(args.memory_backbone, n, args.batch_size) for n in memory_lengths]
     for backbone, arm, arm_lengths, timed in jobs:
-        print(f"[{backbone} / {arm}] lengths {arm_lengths}", flush=True)
+        print(f"[{backbone} / {arm}] lengths {arm_lengths}", file=sys.stderr, flush=True)
         try:
             rows += run_isolated(measure_arm, backbone, arm, arm_lengths, args.batch_size, args.repeats, args.warmup,
                                  args.device, timed, threads=args.threads or None, timeout_s=args.timeout,
@@ -191,7 +193,7 @@ def run_causal_bench(args: argparse.Namespace) -> int:
     rows += estimates
     precisions = []
     if args.precisions:
-        print(f"[{args.backbone}] frozen-weight memory per precision", flush=True)
+        print(f"[{args.backbone}] frozen-weight memory per precision", file=sys.stderr, flush=True)
         precisions = run_isolated(precision_bytes, args.backbone, threads=args.threads or None, timeout_s=args.timeout,
                                   log_path=out / "logs" / "causal-precisions.log")
     report = {"options": vars(args) | {"func": None}, "rows": rows, "precisions": precisions}
@@ -199,7 +201,8 @@ def run_causal_bench(args: argparse.Namespace) -> int:
     table = format_causal(rows) + ("\n" + format_precisions(precisions) if precisions else "")
     (out / "causal.md").write_text(table)
     plot_causal(rows, args.backbone, out / "causal.png")
-    print(table)
+    print(f"wrote {out / 'causal.md'}, {out / 'causal.json'}, {out / 'causal.png'}", file=sys.stderr)
+    emit_file({"json": out / "causal.json", "markdown": out / "causal.md"}, args.format)
     return 0
 
 
@@ -246,6 +249,8 @@ def plot_causal(rows: list[dict[str, Any]], backbone: str, path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from unipt.io_streams import add_format_argument
+
     p.add_argument("--backbone", default="smollm2-135m", help="timed backbone (packaged, random: or a folder)")
     p.add_argument("--lengths", default="256,512,1024")
     p.add_argument("--batch-size", type=int, default=1)
@@ -260,3 +265,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-precisions", dest="precisions", action="store_false",
                    help="skip the table of frozen-weight memory per precision")
     p.add_argument("--out", default="benchmarks/results")
+    add_format_argument(p, default="md")

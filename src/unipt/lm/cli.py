@@ -10,10 +10,10 @@ branches of ``unipt train`` / ``unipt eval``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from unipt.io_streams import add_format_argument, emit
 from unipt.train.config import RunConfig
 
 
@@ -21,20 +21,20 @@ def is_causal_lm_run(config: RunConfig) -> bool:
     return config.task.name == "causal_lm"
 
 
-def train_causal_lm(config: RunConfig) -> int:
+def train_causal_lm(config: RunConfig, fmt: str = "json") -> int:
     from unipt.lm.train import LMTrainer
 
     result = LMTrainer(config).fit()
-    print(json.dumps(result.to_dict(), indent=2))
+    emit(result.to_dict(), fmt)
     return 0
 
 
-def eval_causal_lm(run: str, split: str | None) -> int:
+def eval_causal_lm(run: str, split: str | None, fmt: str = "json") -> int:
     from unipt.lm.train import load_lm_run
 
     trainer = load_lm_run(run)
     split = split or ("test" if trainer.config.data.test_split else "eval")
-    print(json.dumps(trainer.evaluate(trainer.records(split)), indent=2))
+    emit(trainer.evaluate(trainer.records(split)), fmt)
     return 0
 
 
@@ -58,17 +58,18 @@ def _generate(args: argparse.Namespace) -> int:
     replies = trainer.generate_text(args.prompt, args.max_new_tokens, do_sample=args.sample,
                                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                     generator=generator)
-    for prompt, reply in zip(args.prompt, replies, strict=True):
-        print(json.dumps({"prompt": prompt, "response": reply}, ensure_ascii=False))
+    emit([{"prompt": prompt, "response": reply} for prompt, reply in zip(args.prompt, replies, strict=True)],
+         args.format)
     return 0
 
 
 def _example(args: argparse.Namespace) -> int:
-    from unipt.lm.example import ExampleOptions, run_example
+    from unipt.lm.example import ExampleOptions, format_report, run_example
 
     options = ExampleOptions.quick() if args.quick else ExampleOptions()
     options = options.with_overrides(out=args.out, methods=args.methods, threads=args.threads)
-    run_example(options)
+    report = run_example(options)
+    emit(format_report(report) if args.format == "md" else report, args.format)
     return 0
 
 
@@ -83,6 +84,7 @@ def add_lm_parsers(sub: Any) -> None:
     p.add_argument("--top-p", type=float)
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler (with --sample)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    add_format_argument(p)
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("llm-example", help="Rotten Tomatoes as instructions on SmolLM2-135M: frozen / UniPT / LoRA")
@@ -90,4 +92,5 @@ def add_lm_parsers(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="tiny subsets, a few steps (smoke test, ~3 min)")
     p.add_argument("--methods", help="comma-separated subset of frozen,unipt,lora")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
+    add_format_argument(p, default="md")
     p.set_defaults(func=_example)

@@ -91,7 +91,7 @@ def run_example(options: ExampleOptions) -> dict[str, Any]:
         config = out / "configs" / f"{method}.yaml"
         config.write_text(yaml.safe_dump(run_config(options, method), sort_keys=False))
         started = time.perf_counter()
-        print(f"[{method}] training / scoring (log: {out / 'logs' / f'{method}.log'})", flush=True)
+        print(f"[{method}] training / scoring (log: {out / 'logs' / f'{method}.log'})", file=sys.stderr, flush=True)
         with open(out / "logs" / f"{method}.log", "w") as log:
             done = subprocess.run([sys.executable, "-m", "unipt.cli", "train", str(config)], stdout=log,
                                   stderr=subprocess.STDOUT, env=env, check=False)
@@ -104,7 +104,6 @@ def run_example(options: ExampleOptions) -> dict[str, Any]:
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(format_report(report))
     plot_report(report, out / "llm_example.png")
-    print(format_report(report))
     return report
 
 

@@ -22,6 +22,7 @@ head's weight, which is a parameter, not an activation).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import warnings
@@ -30,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers.utils import ModelOutput
 
 from unipt.config import UniPTConfig, check_causal_lm_fields
-from unipt.fingerprint import structure_hash
+from unipt.errors import DamagedFileError
+from unipt.files import atomic_write, read_safetensors, remove_stray_temp_files
+from unipt.fingerprint import architecture_fingerprint, architecture_hash, same_architecture, same_dtype
 from unipt.lm.backbone import (
     accepts,
     cache_argument,
@@ -47,7 +50,7 @@ from unipt.lm.backbone import (
     sampled_fingerprint,
 )
 from unipt.lm.quantize import DTYPES, apply_backbone_precision, frozen_weight_bytes
-from unipt.model import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _atomic_write, _version, require_compiler
+from unipt.model import _GOOD_COPY, CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _version, require_compiler
 from unipt.nn.causal import CausalSideNetwork, SideCache
 
 IGNORE_INDEX = -100
@@ -124,7 +127,8 @@ class UniPTForCausalLM(nn.Module):
                 "models (load one with unipt.lm.load_causal_lm or AutoModelForCausalLM)"
             )
         config = causal_lm_config(config)
-        self.backbone_fingerprint = sampled_fingerprint(backbone)  # of the weights as given, before any cast
+        # of the weights as given, before any cast or quantisation (what from_pretrained is handed again)
+        self.backbone_fingerprint = {**sampled_fingerprint(backbone), **architecture_fingerprint(backbone)}
         for p in backbone.parameters():
             p.requires_grad_(False)
         apply_backbone_precision(backbone, config.backbone_dtype, config.backbone_quantization)
@@ -292,40 +296,57 @@ class UniPTForCausalLM(nn.Module):
         return f"UniPT causal LM (side width {cfg.resolved_side_width}, backbone {precision}, side {cfg.side_dtype})"
 
     # ------------------------------------------------------------------------------- save / load
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write ONLY the side network (safetensors) and the config (JSON), each atomically."""
+    def save_pretrained(self, directory: str | os.PathLike[str], model_card: bool = True, **card: Any) -> None:
+        """Write ONLY the side network (safetensors) and the config (JSON), each atomically, and a model
+        card ``README.md`` (``model_card=False``: none; ``card``: see :func:`unipt.model_card.model_facts`)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        remove_stray_temp_files(out, (WEIGHTS_NAME, CONFIG_NAME))
         state = {k: v.detach().contiguous().cpu() for k, v in self.side.state_dict().items()}
         meta = {"format_version": FORMAT_VERSION, "unipt_version": _version(), "config": self.config.to_dict(),
                 "backbone": self.backbone_fingerprint}
-        _atomic_write(out / WEIGHTS_NAME, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
-        _atomic_write(out / CONFIG_NAME, lambda path: path.write_text(json.dumps(meta, indent=2)))
+        atomic_write(out / WEIGHTS_NAME, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
+        atomic_write(out / CONFIG_NAME, lambda path: path.write_text(json.dumps(meta, indent=2)))
+        if model_card:
+            from unipt.model_card import model_facts, write_card
+
+            snippet = "\n".join([
+                "from unipt.lm import UniPTForCausalLM, load_causal_lm",
+                "",
+                "lm = load_causal_lm(...)  # the backbone this was trained on, in the precision it was loaded in",
+                'model = UniPTForCausalLM.from_pretrained(lm.model, "path/to/this/folder")',
+                "out = model(input_ids, attention_mask)   # out.logits [B, L, V]; model.generate(...)",
+            ])
+            write_card(out, dataclasses.replace(model_facts(self, **card), loading_snippet=snippet))
 
     @classmethod
     def from_pretrained(cls, backbone: nn.Module, directory: str | os.PathLike[str],
                         is_trainable: bool = False) -> UniPTForCausalLM:
-        """Rebuild a saved side network on ``backbone`` (given in the precision it was saved from; the
-        saved config re-applies ``backbone_dtype`` / ``backbone_quantization``)."""
+        """Rebuild a saved side network on ``backbone`` (given in the precision it was loaded in before
+        training; the saved config re-applies ``backbone_dtype`` / ``backbone_quantization``)."""
         src = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (src / name).is_file():
                 raise FileNotFoundError(f"{src / name} not found: {src} is not a saved UniPT model")
-        meta = json.loads((src / CONFIG_NAME).read_text())
+        try:
+            meta = json.loads((src / CONFIG_NAME).read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DamagedFileError(f"{src / CONFIG_NAME} is damaged ({err}); {_GOOD_COPY}") from err
         if meta.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"{src} was saved by a newer unipt (format {meta['format_version']}); upgrade unipt")
         saved = meta.get("backbone", {})
-        if saved.get("structure") and saved["structure"] != structure_hash(backbone):
+        if not same_architecture(saved, backbone):
             raise ValueError(
-                f"{src} holds a side network trained on a different backbone ({saved.get('class')}, structure "
-                f"{saved['structure']}); this backbone is {type(backbone).__name__} ({structure_hash(backbone)}). "
-                "Load it onto the backbone it was trained with, in the precision it was loaded in."
+                f"{src} holds a side network trained on a different backbone ({saved.get('class')}, architecture "
+                f"{saved.get('architecture') or saved.get('structure')}); this backbone is {type(backbone).__name__} "
+                f"({architecture_hash(backbone)}). Load it onto the backbone it was trained with."
             )
-        config = UniPTConfig.from_dict(meta["config"])
-        model = cls(backbone, config)
-        if saved.get("weights") and saved["weights"] != model.backbone_fingerprint["weights"]:
+        weights = read_safetensors(src / WEIGHTS_NAME, _GOOD_COPY)
+        model = cls(backbone, UniPTConfig.from_dict(meta["config"]))
+        if same_dtype(saved, backbone) and saved.get("weights") \
+                and saved["weights"] != model.backbone_fingerprint["weights"]:
             warnings.warn(f"{src} was trained on the same architecture with other weights; outputs will differ",
                           stacklevel=2)
-        model.side.load_state_dict(load_file(str(src / WEIGHTS_NAME)))
+        model.side.load_state_dict(weights)
         model.side.requires_grad_(is_trainable)
         return model

@@ -22,8 +22,10 @@ import json
 import math
 import statistics
 import string
+import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,10 @@ class LMTrainer:
         unknown = sorted(set(config.task.options) - TASK_OPTIONS)
         if unknown:
             raise ValueError(f"unknown causal_lm task options {unknown}; known: {sorted(TASK_OPTIONS)}")
+        unsupported = {"train.cache_dir": config.train.cache_dir, "train.report_to": config.train.report_to}
+        unsupported = {k: v for k, v in unsupported.items() if v}
+        if unsupported:
+            raise ValueError(f"task causal_lm does not support {unsupported} yet; remove them from the run config")
         self.config, self.tower = config, lm_tower(config)
         self.out = Path(config.train.output_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -116,18 +122,27 @@ class LMTrainer:
         cfg = self.config.train
         size = cfg.batch_size if shuffle else (cfg.eval_batch_size or cfg.batch_size)
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        return DataLoader(dataset, batch_size=size, shuffle=shuffle, generator=generator,
-                          collate_fn=lambda items: collate_right_padded(items, self.pad_id))
+        return DataLoader(dataset, batch_size=size, shuffle=shuffle, generator=generator, drop_last=False,
+                          num_workers=cfg.num_workers, collate_fn=partial(collate_right_padded, pad_id=self.pad_id))
 
     # ----------------------------------------------------------------------------------- train
     def fit(self) -> LMFitResult:
         cfg = self.config
         train, evaluation = self.records("train"), self.records("eval")
-        steps = max(1, math.ceil(len(self.tokenized(train)) / cfg.train.batch_size))
+        accum = int(cfg.train.grad_accum_steps)
+        batches = math.ceil(len(self.tokenized(train)) / cfg.train.batch_size)
+        if batches < accum:
+            raise ValueError(f"{batches} training batches cannot fill one step of train.grad_accum_steps={accum}; "
+                             "lower grad_accum_steps or batch_size")
+        steps = batches // accum  # optimiser steps (a last, incomplete group of batches is left out)
         steps = min(steps, cfg.train.max_steps_per_epoch or steps)
         history, best, step_times = [], None, []
         started = time.perf_counter()
+        if (self.out / "checkpoints" / "last").is_dir() and cfg.train.resume:
+            raise ValueError(f"{self.out} already holds a causal_lm run; resuming one is not supported yet. Use "
+                             "another train.output_dir, or --set train.resume=false to train it again from scratch")
         self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run: no lines of an earlier one
         (self.out / "run_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         trains = any(p.requires_grad for p in self.model.parameters())
         meter = PhasePeak(self.device)  # from here on: training and evaluation, the model already loaded
@@ -136,34 +151,19 @@ class LMTrainer:
             scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs)
         for epoch in range(cfg.train.epochs if trains else 0):
             set_seed(cfg.train.seed + epoch)
-            self.model.train()
-            losses = []
-            bar = tqdm(self.loader(train, True, epoch), total=steps, desc=f"epoch {epoch + 1}", leave=False)
-            for step, batch in enumerate(bar):
-                if step >= steps:
-                    break
-                tick = time.perf_counter()
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                loss = self.model(**batch, logits_to_keep=1).loss
-                loss.backward()
-                if cfg.optim.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step_times.append(time.perf_counter() - tick)
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            record = {"epoch": epoch + 1, "train_loss": statistics.fmean(losses) if losses else None,
-                      "losses": losses, "eval": self.evaluate(evaluation)}
-            if best is None or record["eval"]["perplexity"] < best["perplexity"]:
-                best = record["eval"]
-                self._save("best", epoch + 1, best)
+            losses = self._train_epoch(train, epoch, steps, optimizer, scheduler, step_times)
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": statistics.fmean(losses) if losses else None,
+                                      "losses": losses}
+            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
+                record["eval"] = self.evaluate(evaluation)
+                if best is None or record["eval"]["perplexity"] < best["perplexity"]:
+                    best = record["eval"]
+                    self._save("best", epoch + 1, best)
             history.append(record)
             self._save("last", epoch + 1, best)
             with open(self.out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps({k: v for k, v in record.items() if k != "losses"}) + "\n")
-            print(f"epoch {epoch + 1}: train_loss={record['train_loss']:.4f} eval={record['eval']}")
+            print(f"epoch {epoch + 1}: train_loss={record['train_loss']} eval={record.get('eval')}", file=sys.stderr)
         if best is None:  # nothing trains (the frozen method): score the backbone as it is
             best = self.evaluate(evaluation)
         test = self._test()
@@ -174,6 +174,41 @@ class LMTrainer:
                              time.perf_counter() - started, history)
         (self.out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
         return result
+
+    def _train_epoch(self, train: list[LMRecord], epoch: int, steps: int, optimizer: Any, scheduler: Any,
+                     step_times: list[float]) -> list[float]:
+        """One epoch of ``steps`` optimiser steps, each over ``grad_accum_steps`` batches; a step whose loss
+        or gradient is not finite is skipped, and ``max_consecutive_nonfinite`` of them in a row stop the run."""
+        cfg = self.config
+        accum, losses, skipped = int(cfg.train.grad_accum_steps), [], 0
+        self.model.train()
+        batches = iter(self.loader(train, True, epoch))
+        for _ in tqdm(range(steps), desc=f"epoch {epoch + 1}", leave=False):
+            tick, total = time.perf_counter(), 0.0
+            for _ in range(accum):
+                batch = {k: v.to(self.device) for k, v in next(batches).items()}
+                with self.autocast():
+                    loss = self.model(**batch, logits_to_keep=1).loss / accum
+                loss.backward()
+                total += loss.item()
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip or float("inf"))
+            if math.isfinite(total) and bool(torch.isfinite(norm)):
+                optimizer.step()
+                skipped = 0
+            else:
+                skipped += 1
+                if skipped >= cfg.train.max_consecutive_nonfinite:
+                    raise FloatingPointError(f"{skipped} training steps in a row had a non-finite loss or gradient; "
+                                             "lower optim.lr or set train.bf16: false")
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_times.append(time.perf_counter() - tick)
+            losses.append(total)
+        return losses
+
+    def autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16)
 
     def _test(self) -> dict[str, float] | None:
         if not self.config.data.test_split:
@@ -197,7 +232,8 @@ class LMTrainer:
         for batch in self.loader(records, shuffle=False):
             batch = {k: v.to(self.device) for k, v in batch.items()}
             n = int((batch["labels"][:, 1:] != -100).sum())
-            total += float(self.model(**batch, logits_to_keep=1).loss) * n
+            with self.autocast():
+                total += float(self.model(**batch, logits_to_keep=1).loss) * n
             count += n
         nll = total / max(1, count)
         metrics = {"nll": nll, "perplexity": math.exp(min(nll, 50.0)), "tokens": float(count)}
