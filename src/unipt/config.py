@@ -188,6 +188,12 @@ class UniPTConfig:
                 f"Unknown UniPT preset {self.preset!r}. Known presets: {list_presets()}"
                 + (f"; did you mean {close}?" if close else "")
             )
+        for name, allowed in (("task_type", (None, "features", "causal_lm")),
+                              ("backbone_dtype", (None, "float32", "bfloat16", "float16")),
+                              ("backbone_quantization", ("none", "int8", "int8-dynamic", "bnb-8bit", "bnb-4bit")),
+                              ("side_dtype", ("float32", "bfloat16"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"UniPTConfig.{name}={getattr(self, name)!r}; use one of {list(allowed)}")
         if self.task_type == "causal_lm":
             check_causal_lm_fields(self)
         for source in (PRESETS[self.preset], _FALLBACKS):

@@ -166,3 +166,10 @@ def test_minimum_memory_mode_keeps_outputs_and_gradients_within_bf16_rounding():
     for name, grad in results["default"][1].items():  # recomputed from bf16 taps: ~3 significant digits
         scale = grad.abs().max().clamp(min=1e-3)
         assert (results["min"][1][name] - grad).abs().max() / scale < 3e-2, name
+
+
+@pytest.mark.parametrize(("field", "value"), [("task_type", "seq2seq"), ("backbone_quantization", "int4"),
+                                              ("backbone_dtype", "float8"), ("side_dtype", "float16")])
+def test_unknown_task_or_precision_values_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        UniPTConfig(**{field: value})
