@@ -218,8 +218,9 @@ class UniPTForCausalLM(nn.Module):
             attention_mask: ``[B, past + s]`` 1 for real tokens (``None``: all real).
             labels: ``[B, s]`` next-token targets aligned with ``input_ids`` (shifted inside, as in Hugging
                 Face); ``-100`` positions are ignored (e.g. the prompt, padding).
-            cache / side_cache: the backbone's KV cache and the side network's cache from the previous
-                output (``out.cache``, ``out.side_cache``; both or neither).
+            cache: the backbone's KV cache from the previous output (``out.cache``), with ``side_cache``.
+            side_cache: the side network's cache from the previous output (``out.side_cache``); pass both
+                caches or neither.
             use_cache: return both caches for the next step.
             logits_to_keep: ``0`` = logits at every position, ``k`` = only the last ``k`` (the loss never
                 needs them: it is computed at the labelled positions only).

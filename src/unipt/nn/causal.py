@@ -209,7 +209,8 @@ def running_mean(
 
     Args:
         x: ``[B, s, d]``. mask: ``[B, s]`` float, 1 for real positions.
-        prev_sum / prev_count: ``[B, d]`` / ``[B, 1]`` float32 totals of earlier positions (a cache), or None.
+        prev_sum: ``[B, d]`` float32 sum over earlier positions (from a cache), or None.
+        prev_count: ``[B, 1]`` float32 number of earlier real positions, or None.
 
     Returns:
         the running mean ``[B, s, d]`` (in ``x``'s dtype) and the float32 total ``[B, d]`` after the last position.
