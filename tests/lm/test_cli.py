@@ -89,3 +89,11 @@ def test_accumulation_bf16_and_a_second_run_into_the_same_folder(jsonl_root, tmp
     assert main(["train", str(config)]) == 2
     assert "resuming one is not supported" in capsys.readouterr().err
     assert main(["train", str(config), "--set", "train.resume=false"]) == 0
+
+
+@pytest.mark.parametrize("command", [["plan"], ["cache", "plan"], ["cache", "build", "--out", "cache-dir"]])
+def test_commands_for_task_heads_refuse_a_causal_lm_run_with_what_to_use(jsonl_root, tmp_path, capsys, command):
+    config = write_run_config(tmp_path, {"dataset": "lm_jsonl", "options": {"root": str(jsonl_root)}})
+    args = [*command[:-2], str(config), *command[-2:]] if command[-1] == "cache-dir" else [*command, str(config)]
+    assert main(args) == 2
+    assert "does not cover task causal_lm" in capsys.readouterr().err
