@@ -45,6 +45,6 @@ def test_report_table_lists_every_arm():
              "step_ms": math.nan if m == "frozen" else 100.0, "peak_mb": 900.0, "peak_over_loaded_mb": 50.0,
              "wall_s": 60.0} for i, m in enumerate(ARMS)]
     table = format_report({"options": vars(ExampleOptions()), "rows": rows})
-    assert "320 training / 160 held-out" in table
+    assert "1280 training / 400 held-out" in table
     assert table.count("\n| ") == 4  # header + 3 arms
     assert "| frozen (zero-shot) | 50.0 | 2.000 | 0 | — |" in table

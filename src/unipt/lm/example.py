@@ -35,8 +35,8 @@ class ExampleOptions:
 
     out: str = "runs/llm_example"
     methods: tuple[str, ...] = ARMS
-    train_size: int = 320
-    test_size: int = 160
+    train_size: int = 1280
+    test_size: int = 400
     batch_size: int = 8
     eval_batch_size: int = 16
     epochs: int = 1
