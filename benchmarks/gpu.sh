@@ -10,6 +10,7 @@
 #   bash benchmarks/gpu.sh --only bert,vit # a subset
 #   bash benchmarks/gpu.sh --no-length     # only the four backbones
 #   bash benchmarks/gpu.sh --device cpu --tiny   # the same code on miniature configs (smoke test, CPU)
+#   then: decoder LMs at 2k tokens (`unipt bench causal --device cuda --lengths 2048`, up to 4 more minutes)
 #
 # Extra arguments are passed to `python -m unipt.bench gpu` (see --help). Outputs in benchmarks/results/gpu/:
 # length.md (+ length.json, length.png) for the sweep, written after every point; gpu.md (+ gpu.json,
@@ -20,5 +21,13 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# Keep the whole script inside 8 minutes even if something hangs.
-exec timeout 480 "$PY" -m unipt.bench gpu --out benchmarks/results/gpu "$@"
+# Hang guards: the length sweep + encoder tables stop after 8 minutes, the decoder-LM table after 4 more.
+timeout 480 "$PY" -m unipt.bench gpu --out benchmarks/results/gpu "$@"
+# Decoder LMs at 2k tokens: SmolLM2-135M (UniPT fp32 / int8 backbone, LoRA, full) and the 1B-shaped
+# Llama, every arm on the GPU -> benchmarks/results/gpu/causal.md. Skipped with --tiny / --device cpu
+# (the smoke test); CAUSAL_ARGS replaces the settings.
+case " $* " in
+  *" --tiny "*|*" cpu "*) exit 0 ;;
+esac
+timeout 240 "$PY" -m unipt.bench causal --out benchmarks/results/gpu \
+  ${CAUSAL_ARGS:---device cuda --lengths 2048 --batch-size 4 --memory-lengths 2048 --timeout 100}

@@ -4,6 +4,7 @@
     unipt train configs/rotten_tomatoes.yaml --set train.epochs=3 data.limit_train=256 --report-to tensorboard
     unipt eval runs/rt --split test
     unipt predict runs/rt --text "a moving, funny film"
+    unipt generate runs/llm_rt --prompt "..."    # a causal_lm run (configs/llm/)
     unipt bench suite | unipt bench scaling      # side-by-side cost/accuracy tables
     unipt cache build configs/tuxpaint.yaml --out cache/tux
     unipt plan configs/rotten_tomatoes.yaml      # predicted peak training memory, UniPT vs baselines
@@ -42,6 +43,10 @@ def _train(args: argparse.Namespace) -> int:
             if tower.method == "unipt":
                 tower.options["compile"] = True
     check_output_dir(config.train.output_dir)  # before any backbone or data is loaded
+    from unipt.lm.cli import is_causal_lm_run, train_causal_lm
+
+    if is_causal_lm_run(config):
+        return train_causal_lm(config, args.format)
     trainer = Trainer(config)
     result = trainer.fit()
     if trainer.main:
@@ -50,7 +55,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from unipt.lm.cli import eval_causal_lm, run_config_task
     from unipt.train.inference import load_run
+
+    if run_config_task(args.run) == "causal_lm":
+        return eval_causal_lm(args.run, args.split, args.format)
 
     trainer = load_run(args.run, overrides=args.set)
     split = args.split or ("test" if trainer.data.test is not None else "eval")
@@ -140,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_bench_parser(sub)
     except ImportError:  # pragma: no cover - bench is part of the package
         pass
+    from unipt.lm.cli import add_lm_parsers
+
+    add_lm_parsers(sub)
     try:
         from unipt.bench.plan_report import add_plan_parser
 

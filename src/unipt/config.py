@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 InputKind = Literal["sequence", "spatial", "single_query", "cross_stream"]
+TaskType = Literal["features", "causal_lm"]
 
 # Each preset is data: the field values that reproduce one code variant of the paper.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -120,6 +121,22 @@ class UniPTConfig:
         keep_backbone_dropout: run the frozen backbone in train mode (dropout on) as the paper's code.
         final_output: attribute of the backbone output used as the frozen final embedding.
         probe_size: image side used to probe CNN shapes when no example input is given.
+
+    Task and precision fields:
+        task_type: ``features`` (adapted features for a task head: :class:`~unipt.model.UniPTModel`) or
+            ``causal_lm`` (a decoder language model whose frozen LM head reads the adapted final state:
+            :class:`~unipt.lm.UniPTForCausalLM`; every part of the side network is causal). ``None``
+            picks ``causal_lm`` for Hugging Face causal LMs (``*ForCausalLM``, ``GPT2LMHeadModel``...)
+            and ``features`` otherwise. For ``causal_lm`` the side output is always added to the
+            frozen final state (``output_mode="residual"``) and U starts at zero.
+        backbone_dtype: cast the frozen backbone to ``float32``, ``bfloat16`` or ``float16``
+            (``None``: leave it as loaded). Causal LMs only.
+        backbone_quantization: ``none``; ``int8`` (weight-only int8 of the decoder blocks' Linear
+            layers, per-output-channel scales, de-quantised on the fly: any device); ``int8-dynamic``
+            (``torch.ao`` dynamic quantisation: int8 GEMMs on CPU, activations quantised per batch);
+            ``bnb-8bit`` / ``bnb-4bit`` (bitsandbytes on CUDA, optional extra ``unipt[gpu]``).
+            No gradient ever flows through a quantised weight. Causal LMs only.
+        side_dtype: ``float32`` or ``bfloat16`` parameters for the side network (causal LMs).
     """
 
     preset: str = "auto"
@@ -158,6 +175,10 @@ class UniPTConfig:
     keep_backbone_dropout: bool = False
     final_output: str | None = None
     probe_size: int = 224
+    task_type: TaskType | None = None
+    backbone_dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    backbone_quantization: Literal["none", "int8", "int8-dynamic", "bnb-8bit", "bnb-4bit"] = "none"
+    side_dtype: Literal["float32", "bfloat16"] = "float32"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -167,6 +188,14 @@ class UniPTConfig:
                 f"Unknown UniPT preset {self.preset!r}. Known presets: {list_presets()}"
                 + (f"; did you mean {close}?" if close else "")
             )
+        for name, allowed in (("task_type", (None, "features", "causal_lm")),
+                              ("backbone_dtype", (None, "float32", "bfloat16", "float16")),
+                              ("backbone_quantization", ("none", "int8", "int8-dynamic", "bnb-8bit", "bnb-4bit")),
+                              ("side_dtype", ("float32", "bfloat16"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"UniPTConfig.{name}={getattr(self, name)!r}; use one of {list(allowed)}")
+        if self.task_type == "causal_lm":
+            check_causal_lm_fields(self)
         for source in (PRESETS[self.preset], _FALLBACKS):
             for key, value in source.items():
                 if getattr(self, key) is None:
@@ -262,6 +291,25 @@ def _validate(config: UniPTConfig) -> None:
         if value is not None and len(value) == 0:
             raise ValueError(f"UniPTConfig.{name}=[] selects no layer; list module names or globs "
                              f"(e.g. ['encoder.layer.*']), or leave {name}=None to pick them automatically")
+
+
+def check_causal_lm_fields(config: UniPTConfig) -> None:
+    """Refuse settings that would break causality or the frozen-backbone start, and fill the causal
+    defaults (residual output). Runs before the preset fills the remaining ``None`` fields."""
+    rules = {
+        "output_mode": ("replace", "the side output is added to the frozen final state (residual); "
+                        "replacing it would discard the language model"),
+        "norm": ("batch", "BatchNorm pools statistics over every token, so position t would see later tokens; "
+                 "use norm='layer'"),
+        "skip": ("class_token", "a class-token skip makes every position read one fixed token; use skip='identity'"),
+    }
+    for name, (bad, why) in rules.items():
+        if getattr(config, name) == bad:
+            raise ValueError(f"task_type='causal_lm' cannot use {name}={bad!r}: {why}")
+    if config.input_kind not in (None, "sequence"):
+        raise ValueError(f"task_type='causal_lm' reads token sequences; input_kind={config.input_kind!r} is not one")
+    config.output_mode = "residual"
+    config.input_kind = "sequence"
 
 
 _FALLBACKS: dict[str, Any] = dict(

@@ -42,6 +42,13 @@ class UniPTModel(nn.Module):
         example_inputs: dict[str, torch.Tensor] | None = None,
     ):
         super().__init__()
+        precision = {"backbone_dtype": config.backbone_dtype, "backbone_quantization": config.backbone_quantization,
+                     "side_dtype": config.side_dtype}
+        if precision != {"backbone_dtype": None, "backbone_quantization": "none", "side_dtype": "float32"}:
+            raise ValueError(
+                f"{precision} are implemented for causal LMs (task_type='causal_lm') only; for this backbone cast "
+                "or quantise it yourself before get_unipt_model, or train with bf16 autocast (train.bf16)"
+            )
         self.backbone = backbone
         self.config = config
         for p in backbone.parameters():
@@ -163,6 +170,10 @@ class UniPTModel(nn.Module):
             meta = json.loads((src / CONFIG_NAME).read_text())
         except (ValueError, UnicodeDecodeError) as err:
             raise DamagedFileError(f"{src / CONFIG_NAME} is damaged ({err}); {_GOOD_COPY}") from err
+        if meta.get("config", {}).get("task_type") == "causal_lm":
+            from unipt.lm import UniPTForCausalLM
+
+            return UniPTForCausalLM.from_pretrained(backbone, src, is_trainable)  # type: ignore[return-value]
         if meta.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(
                 f"{src} was saved by a newer unipt (format {meta['format_version']}); upgrade unipt to load it"
@@ -201,7 +212,17 @@ def get_unipt_model(
         config: :class:`UniPTConfig` (default: the ``auto`` preset with automatic taps).
         example_inputs: one batch of the backbone's keyword inputs used to discover the tap shapes;
             by default a dummy batch is made from the backbone's config.
+
+    A Hugging Face causal LM (``*ForCausalLM``) with ``task_type`` unset or ``"causal_lm"`` gets a
+    :class:`unipt.lm.UniPTForCausalLM` (causal side network feeding the frozen LM head).
     """
+    from unipt.lm.backbone import is_causal_lm
+
+    task = config.task_type if config is not None else None
+    if task == "causal_lm" or (task is None and is_causal_lm(backbone)):
+        from unipt.lm import UniPTForCausalLM
+
+        return UniPTForCausalLM(backbone, config)  # type: ignore[return-value]
     return UniPTModel(backbone, config or UniPTConfig(), example_inputs)
 
 

@@ -10,6 +10,7 @@ Examples::
     unipt bench micro --methods full,lora,unipt   # one random-BERT workload, cost only
     unipt bench length                     # UniPT kernels vs LoRA / full at L = 32..2048 -> benchmarks/results
     unipt bench length --models minilm --lengths 32,128 --rounds 3 --out runs/length   # a quick look
+    unipt bench causal                     # decoder LMs: SmolLM2-135M at 256/512/1024 tokens + a 1B Llama
 """
 
 from __future__ import annotations
@@ -142,6 +143,12 @@ def length_arguments(p: argparse.ArgumentParser, out: str = "benchmarks/results"
     add_format_argument(p, default="md")
 
 
+def _causal(args: argparse.Namespace) -> int:
+    from unipt.lm.bench import run_causal_bench
+
+    return run_causal_bench(args)
+
+
 def _gpu(args: argparse.Namespace) -> int:
     from unipt.bench.gpu import run_gpu
 
@@ -218,6 +225,13 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
                                       "sequence length")
     length_arguments(p)
     p.set_defaults(func=_length)
+
+    from unipt.lm import bench as causal
+
+    p = sub.add_parser("causal", help="decoder LMs: UniPT (fp32 / int8 backbone) vs LoRA vs full, by length",
+                       description=causal.__doc__.splitlines()[0])
+    causal.add_arguments(p)
+    p.set_defaults(func=_causal)
 
     p = sub.add_parser("gpu", help="full-size random backbones at paper batch sizes on one GPU")
     gpu.add_arguments(p)

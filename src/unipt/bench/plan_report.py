@@ -107,9 +107,11 @@ def run_plan_command(args: argparse.Namespace) -> int:
     import yaml
 
     from unipt.bench.planner import measure_method, plan_config
+    from unipt.lm.cli import refuse_causal_lm
     from unipt.train.config import apply_override, load_run_config
 
-    load_run_config(args.config, args.set)  # validates the file and the overrides, with clear errors
+    refuse_causal_lm(load_run_config(args.config, args.set), "plan",  # validates the file and the overrides
+                     "`unipt bench causal` measures decoder LMs' memory by method and length")
     data = yaml.safe_load(Path(args.config).read_text()) or {}
     for item in args.set or []:
         apply_override(data, item)

@@ -68,15 +68,20 @@ def _splits(args: argparse.Namespace, config: Any) -> list[str]:
     return [r for r in ROLES if getattr(config.data, f"{r}_split") is not None]
 
 
+_LM_CACHE = "train it live (`unipt train`): the backbone's forward runs without an autograd graph either way"
+
+
 def run_build(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from unipt.cache.build import build_cache
+    from unipt.lm.cli import refuse_causal_lm
     from unipt.train import load_run_config
     from unipt.train.loop import needs_cpu_flag
     from unipt.train.system import build_tower
 
     config = load_run_config(args.config, args.overrides)
+    refuse_causal_lm(config, "cache build", _LM_CACHE)
     main = PartialState(cpu=needs_cpu_flag()).is_main_process
     towers = {name: build_tower(name, spec) for name, spec in config.towers.items()}  # loaded once for all splits
     built = {}
@@ -96,10 +101,12 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     from unipt.cache.plan import format_plan, plan_cache
+    from unipt.lm.cli import refuse_causal_lm
     from unipt.train import load_run_config
     from unipt.train.system import build_tower
 
     config = load_run_config(args.config, args.overrides)
+    refuse_causal_lm(config, "cache plan", _LM_CACHE)
     towers = {name: build_tower(name, spec) for name, spec in config.towers.items()}
     plans = {}
     for split in _splits(args, config):
