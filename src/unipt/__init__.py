@@ -13,8 +13,7 @@ The public API is deliberately tiny, PEFT-style::
 from unipt.config import PRESETS, UniPTConfig, list_presets
 from unipt.model import UniPTModel, get_unipt_model
 from unipt.outputs import AdaptedOutput
-
-__version__ = "0.1.0"
+from unipt.version import __version__
 
 __all__ = [
     "PRESETS",

@@ -20,15 +20,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from unipt.bench.cli import add_bench_parser
+from unipt.bench.plan_report import add_plan_parser
+from unipt.config import PRESETS
+from unipt.demo import run_demo
 from unipt.errors import cli_error_code, debug_requested
 from unipt.io_streams import add_format_argument, emit, results_only_stdout
 from unipt.overrides import add_set_argument
+from unipt.process import end_distributed
+from unipt.train import Trainer, load_run_config
+from unipt.train.cache_cli import add_cache_parser
+from unipt.train.inference import load_run, predict
+from unipt.train.preflight import check_output_dir
 
 
 def _train(args: argparse.Namespace) -> int:
-    from unipt.train import Trainer, load_run_config
-    from unipt.train.preflight import check_output_dir
-
     overrides = list(args.set or [])
     if args.report_to:
         overrides.append(f"train.report_to={json.dumps(args.report_to)}")
@@ -50,8 +56,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from unipt.train.inference import load_run
-
     trainer = load_run(args.run, overrides=args.set)
     split = args.split or ("test" if trainer.data.test is not None else "eval")
     dataset = {"eval": trainer.data.eval, "test": trainer.data.test, "train": trainer.data.train}[split]
@@ -63,8 +67,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from unipt.train.inference import load_run, predict
-
     if not args.text and not args.image:
         raise ValueError("nothing to predict: give --text TEXT or --image PATH (each repeatable)")
     trainer = load_run(args.run, overrides=args.set)
@@ -73,16 +75,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from unipt.demo import run_demo
-
     report = run_demo(Path(args.out), quick=args.quick)
     emit(report["table"] if args.format == "md" else report, args.format)
     return 0
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from unipt.config import PRESETS
-
     emit(PRESETS, args.format)
     return 0
 
@@ -134,24 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_format_argument(p)
     p.set_defaults(func=_presets)
 
-    try:
-        from unipt.bench.cli import add_bench_parser
-
-        add_bench_parser(sub)
-    except ImportError:  # pragma: no cover - bench is part of the package
-        pass
-    try:
-        from unipt.bench.plan_report import add_plan_parser
-
-        add_plan_parser(sub)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from unipt.cache.cli import add_cache_parser
-
-        add_cache_parser(sub)
-    except ImportError:  # pragma: no cover
-        pass
+    add_bench_parser(sub)
+    add_plan_parser(sub)
+    add_cache_parser(sub)
     return parser
 
 
@@ -168,8 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt) as err:
         return cli_error_code(args.command, err, debug)
     finally:
-        from unipt.train.loop import end_distributed
-
         end_distributed()
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from unipt.bench.isolate import IsolatedError, run_isolated
 from unipt.bench.workload import MethodSpec, Workload, as_specs, build_training_step
 
 _STATUS = Path("/proc/self/status")
@@ -173,8 +174,6 @@ def measure_peak_memory(
     the libraries, else ``spawn``). ``workload`` and ``options`` must be picklable (factories are
     top-level functions or partials).
     """
-    from unipt.bench.isolate import IsolatedError, run_isolated
-
     try:
         return run_isolated(
             measure_in_this_process, workload, method, dict(options or {}), steps=steps, device=device,

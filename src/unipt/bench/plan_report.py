@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from unipt.bench.planner import BASELINES, MethodPlan
+from unipt.bench.planner import BASELINES, MethodPlan, measure_method, plan_config
 from unipt.io_streams import add_format_argument, emit
 from unipt.overrides import add_set_argument
+from unipt.train.config import apply_override, load_run_config
 
 MIB = float(2**20)
 
@@ -105,9 +106,6 @@ def run_plan_command(args: argparse.Namespace) -> int:
     """Plan (and optionally measure) every method; print the table; write JSON if asked."""
     import torch
     import yaml
-
-    from unipt.bench.planner import measure_method, plan_config
-    from unipt.train.config import apply_override, load_run_config
 
     load_run_config(args.config, args.set)  # validates the file and the overrides, with clear errors
     data = yaml.safe_load(Path(args.config).read_text()) or {}
