@@ -12,6 +12,7 @@ test: setup
 
 lint:
 	.venv/bin/ruff check src tests benchmarks
+	PYTHONPATH=src .venv/bin/lint-imports --no-cache
 
 # The documentation site, built strictly (a broken link or API reference fails the build) into site/.
 docs: setup

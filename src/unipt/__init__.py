@@ -10,11 +10,11 @@ The public API is deliberately tiny, PEFT-style::
     again = unipt.UniPTModel.from_pretrained(backbone, "run/")
 """
 
+from unipt.api import get_unipt_model
 from unipt.config import PRESETS, UniPTConfig, list_presets
-from unipt.model import UniPTModel, get_unipt_model
+from unipt.model import UniPTModel
 from unipt.outputs import AdaptedOutput
-
-__version__ = "0.1.0"
+from unipt.version import __version__
 
 __all__ = [
     "PRESETS",

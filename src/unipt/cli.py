@@ -21,15 +21,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from unipt.bench.cli import add_bench_parser
+from unipt.bench.plan_report import add_plan_parser
+from unipt.config import PRESETS
+from unipt.demo import run_demo
 from unipt.errors import cli_error_code, debug_requested
 from unipt.io_streams import add_format_argument, emit, results_only_stdout
+from unipt.lm.cli import add_lm_parsers, eval_causal_lm, run_config_task
 from unipt.overrides import add_set_argument
+from unipt.process import end_distributed
+from unipt.train import Trainer, load_run_config
+from unipt.train.cache_cli import add_cache_parser
+from unipt.train.inference import load_run, predict
+from unipt.train.preflight import check_output_dir
 
 
 def _train(args: argparse.Namespace) -> int:
-    from unipt.train import Trainer, load_run_config
-    from unipt.train.preflight import check_output_dir
-
     overrides = list(args.set or [])
     if args.report_to:
         overrides.append(f"train.report_to={json.dumps(args.report_to)}")
@@ -43,7 +50,8 @@ def _train(args: argparse.Namespace) -> int:
             if tower.method == "unipt":
                 tower.options["compile"] = True
     check_output_dir(config.train.output_dir)  # before any backbone or data is loaded
-    from unipt.lm.cli import is_causal_lm_run, train_causal_lm
+    from unipt.lm.cli import train_causal_lm
+    from unipt.train.causal_guard import is_causal_lm_run
 
     if is_causal_lm_run(config):
         return train_causal_lm(config, args.format)
@@ -55,12 +63,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from unipt.lm.cli import eval_causal_lm, run_config_task
-    from unipt.train.inference import load_run
-
     if run_config_task(args.run) == "causal_lm":
         return eval_causal_lm(args.run, args.split, args.format)
-
     trainer = load_run(args.run, overrides=args.set)
     split = args.split or ("test" if trainer.data.test is not None else "eval")
     dataset = {"eval": trainer.data.eval, "test": trainer.data.test, "train": trainer.data.train}[split]
@@ -72,8 +76,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from unipt.train.inference import load_run, predict
-
     if not args.text and not args.image:
         raise ValueError("nothing to predict: give --text TEXT or --image PATH (each repeatable)")
     trainer = load_run(args.run, overrides=args.set)
@@ -82,16 +84,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from unipt.demo import run_demo
-
     report = run_demo(Path(args.out), quick=args.quick)
     emit(report["table"] if args.format == "md" else report, args.format)
     return 0
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from unipt.config import PRESETS
-
     emit(PRESETS, args.format)
     return 0
 
@@ -143,27 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_format_argument(p)
     p.set_defaults(func=_presets)
 
-    try:
-        from unipt.bench.cli import add_bench_parser
-
-        add_bench_parser(sub)
-    except ImportError:  # pragma: no cover - bench is part of the package
-        pass
-    from unipt.lm.cli import add_lm_parsers
-
+    add_bench_parser(sub)
+    add_plan_parser(sub)
+    add_cache_parser(sub)
     add_lm_parsers(sub)
-    try:
-        from unipt.bench.plan_report import add_plan_parser
-
-        add_plan_parser(sub)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from unipt.cache.cli import add_cache_parser
-
-        add_cache_parser(sub)
-    except ImportError:  # pragma: no cover
-        pass
     return parser
 
 
@@ -180,8 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt) as err:
         return cli_error_code(args.command, err, debug)
     finally:
-        from unipt.train.loop import end_distributed
-
         end_distributed()
 
 

@@ -2,8 +2,11 @@
 
 Fields left as ``None`` are filled first from the named preset, then from the ``auto`` defaults, so
 ``UniPTConfig(preset="clipvil", reduction=4)`` means "CLIP-ViL's variant, but a narrower side network".
-Widths (``in_widths``, ``final_width``, ``decoder_widths``) are normally discovered from the backbone;
-give them explicitly to build a side network standalone (see :meth:`UniPTConfig.for_paper`).
+A config is what the user asks for and is never changed by unipt: what a backbone determines (module
+names a glob matches, widths, the input kind) is resolved into a separate
+:class:`~unipt.taps.ResolvedTaps`, so one config can be reused on several backbones. Widths
+(``in_widths``, ``final_width``, ``decoder_widths``) are normally discovered from the backbone; give
+them to build a side network standalone (see :meth:`UniPTConfig.for_paper`), or to insist on them.
 """
 
 from __future__ import annotations
@@ -226,56 +229,18 @@ class UniPTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UniPTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        """Build from plain data (JSON, a run config's tower ``options``); an unknown field is named with
+        the closest real one."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"Unknown UniPTConfig fields {unknown}; known fields: {sorted(known)}")
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, known, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"Unknown UniPTConfig field{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                             f"known fields: {sorted(known)}")
         return cls(**data)
-
-    # ----------------------------------------------------------------------------- derived sizes
-    @property
-    def guide_width(self) -> int:
-        """Width of the tensor the guide is projected from."""
-        if self.input_kind == "single_query":
-            return self._require("final_width")
-        widths = self._require("in_widths")
-        return widths[-1]
-
-    @property
-    def output_width(self) -> int:
-        return self.out_width if self.out_width is not None else self.guide_width
-
-    @property
-    def resolved_side_width(self) -> int:
-        if self.side_width is not None:
-            return self.side_width
-        base = self.guide_width if self.width_base == "input" else self.output_width
-        width = int(base / float(self.reduction or 1.0))
-        if width < 1:
-            raise ValueError(f"reduction={self.reduction} leaves no side width from {base}")
-        return width
-
-    def resolved_targets(self, num_taps: int) -> list[int]:
-        """Indices of the taps the guide interacts with (validated against ``num_taps``)."""
-        if self.target_layers is None:
-            last = num_taps if self.input_kind == "single_query" else num_taps - 1
-            return list(range(last))
-        bad = [i for i in self.target_layers if not -num_taps <= i < num_taps]
-        if bad:
-            raise ValueError(
-                f"target_layers {bad} are out of range for {num_taps} tapped layers; "
-                f"use indices 0..{num_taps - 1}"
-            )
-        return [i % num_taps for i in self.target_layers]
-
-    def _require(self, name: str) -> Any:
-        value = getattr(self, name)
-        if value is None:
-            raise ValueError(
-                f"UniPTConfig.{name} is not set. Wrap a backbone with get_unipt_model() to discover it, "
-                f"or pass {name}=... (UniPTConfig.for_paper(preset) fills the paper's widths)."
-            )
-        return value
 
 
 def _validate(config: UniPTConfig) -> None:

@@ -23,6 +23,15 @@ from typing import Any
 
 import torch
 
+from unipt.bench.accounting import SavedActivationMeter
+from unipt.bench.timing import time_interleaved
+from unipt.data import load_dataset
+from unipt.train import Trainer, load_run_config
+from unipt.train.batching import Collator
+from unipt.train.caching import build_cache
+from unipt.train.step import training_step
+from unipt.train.system import Tower, build_system
+
 # 471 training pairs are few for side networks that replace the frozen output (VSE-infinity's variant
 # overfits and lands below the frozen probe): add U to the frozen output instead (CLIP4Clip's residual
 # variant) and start U at zero, so training starts exactly at the frozen features.
@@ -62,10 +71,6 @@ def demo_config(method: str, out: Path, quick: bool = False) -> dict[str, Any]:
 def _train_arm(config: dict[str, Any]) -> dict[str, Any]:
     """Build the caches and train one arm (runs in a fresh process)."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    from unipt.cache import build_cache
-    from unipt.train import Trainer, load_run_config
-    from unipt.train.system import build_system
-
     run = load_run_config(None, [], base=config)
     started = time.perf_counter()
     system = build_system(run)
@@ -81,8 +86,6 @@ def _train_arm(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tower(system: Any, name: str) -> Any:
-    from unipt.train.system import Tower
-
     field, backbone = system.tower_info[name]
     return Tower(name, field, backbone, system.towers[name])
 
@@ -103,13 +106,6 @@ def live_step_costs(batch_size: int = 32) -> dict[str, dict[str, float]]:
 
     Returns per arm: median step ms, saved-activation MB of one step, and the inference-only ms.
     """
-    from unipt.bench.accounting import SavedActivationMeter
-    from unipt.bench.timing import time_interleaved
-    from unipt.data import load_dataset
-    from unipt.train import load_run_config
-    from unipt.train.batching import Collator
-    from unipt.train.system import build_system
-
     records = load_dataset("tuxpaint", "train", seed=0)
     batch_records = [records[i] for i in range(batch_size)]
     steps, saved = {}, {}
@@ -120,17 +116,15 @@ def live_step_costs(batch_size: int = 32) -> dict[str, dict[str, float]]:
         batch = Collator(system.tower_info)(batch_records)
         optimizer = torch.optim.AdamW([p for p in system.parameters() if p.requires_grad], lr=1e-4)
 
-        def step(system: Any = system, batch: dict = batch, optimizer: Any = optimizer) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            system(batch)["loss"].backward()
-            optimizer.step()
+        def step(system: Any = system, batch: Any = batch, optimizer: Any = optimizer) -> None:
+            training_step(lambda: system(batch)["loss"], optimizer)
 
         with SavedActivationMeter() as meter:
             system(batch)["loss"].backward()
         saved[method] = meter.bytes / 2**20
         steps[method] = step
         if backbones is None:
-            backbones = [(system.towers[n].backbone, batch["inputs"][n]) for n in system.towers]
+            backbones = [(system.towers[n].backbone, batch.towers[n].inputs) for n in system.towers]
 
     def inference() -> None:
         with torch.inference_mode():

@@ -1,6 +1,8 @@
 """Files that must survive crashes: atomic writes, stray temporary files, damaged weights named clearly.
 
-* :func:`atomic_write` writes through a temporary file in the same folder and renames it into place;
+* :func:`atomic_write` (and :func:`atomic_write_text` / :func:`atomic_write_json`) writes through a
+  temporary file in the same folder and renames it into place (the one way unipt writes a file that
+  must never be left half-written);
   the temporary name carries the writer's process id, so :func:`remove_stray_temp_files` can later
   delete what a killed writer left behind without touching a live writer's file.
 * :func:`read_safetensors` / :func:`read_torch_state` turn "header too small" or "failed finding central
@@ -9,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -43,6 +46,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any, **dumps: Any) -> None:
+    """Write ``json.dumps(data, **dumps)`` atomically."""
+    atomic_write_text(path, json.dumps(data, **dumps))
 
 
 def remove_stray_temp_files(folder: str | os.PathLike[str], names: tuple[str, ...]) -> list[Path]:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# What a run folder shares: the card, the config, the summary and the best checkpoint's weights
-# (not the optimiser state of checkpoints/last, nor the TensorBoard logs).
+# What a run folder shares (upload patterns): the card, the config, the summary and the best checkpoint's
+# weights, i.e. its head and each tower's save_pretrained folder (not the optimiser state, nor tracker logs).
 RUN_FILES = ["README.md", "run_config.yaml", "summary.json", "metrics.jsonl", "training_curve.png",
-             "checkpoints/best/trainable.safetensors", "checkpoints/best/meta.json"]
+             "checkpoints/best/head.safetensors", "checkpoints/best/meta.json", "checkpoints/best/run_config.yaml",
+             "checkpoints/best/*/*.safetensors", "checkpoints/best/*/*.json"]
 
 
 def push_to_hub(folder: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None,

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unipt.packaged_backbones import PACKAGED
+
 MARKER = "<!-- written by unipt: rewritten on every save; remove this line to keep your edits -->"
 CARD_NAME = "README.md"
 
@@ -70,8 +72,6 @@ def hub_model_id(backbone: str | None) -> str | None:
         return HUB_MODELS[name.lower()]
     if ":" in name or Path(name).expanduser().exists() or not _HUB_ID.match(name):
         return None
-    from unipt.backbones import PACKAGED
-
     return None if name.lower() in PACKAGED else name
 
 
@@ -153,11 +153,14 @@ def write_card(folder: str | Path, facts: CardFacts) -> Path | None:
 # ------------------------------------------------------------------------------------------ sources of facts
 def model_facts(model: Any, *, datasets: list[str] | None = None, metrics: dict[str, dict[str, float]] | None = None,
                 peak_memory_mb: float | None = None, step_time_ms: float | None = None,
-                backbone_name: str | None = None) -> CardFacts:
-    """Facts of a :class:`~unipt.UniPTModel` (what ``save_pretrained`` writes)."""
+                backbone_name: str | None = None, side: Any = None, config: Any = None) -> CardFacts:
+    """Facts of a :class:`~unipt.UniPTModel` (what ``save_pretrained`` writes); ``side`` / ``config``: one of
+    its side networks and its config (default: the active one's)."""
+    side = side if side is not None else model.side
+    config = config if config is not None else model.config
     named = backbone_name or _backbone_name(model.backbone)  # "" when the backbone carries no name
     backbone = named or type(model.backbone).__name__
-    trainable = sum(p.numel() for p in model.side.parameters())
+    trainable = sum(p.numel() for p in side.parameters())
     total = trainable + sum(p.numel() for p in model.backbone.parameters())
     hub = hub_model_id(named)
     load = (f'AutoModel.from_pretrained("{hub}")' if hub else f"...  # the backbone this was trained on: {backbone}")
@@ -172,7 +175,7 @@ def model_facts(model: Any, *, datasets: list[str] | None = None, metrics: dict[
         title=f"UniPT side network for {backbone}", backbones=[named] if named else [],
         towers={"backbone": {"backbone": backbone, "method": "unipt", "trainable_parameters": trainable,
                              "variant": model.variant}},
-        config_text=json.dumps(model.config.to_dict(), indent=2), config_language="json",
+        config_text=json.dumps(config.to_dict(), indent=2), config_language="json",
         loading_snippet=snippet, trainable_parameters=trainable, total_parameters=total,
         datasets=list(datasets or []), metrics=dict(metrics or {}), peak_memory_mb=peak_memory_mb,
         step_time_ms=step_time_ms,
@@ -213,8 +216,10 @@ def run_facts(config: Any, system: Any, summary: dict[str, Any], run_dir: str | 
         modality=next(iter(modalities)) if len(modalities) == 1 else None, datasets=[config.data.dataset],
         metrics=metrics, peak_memory_mb=_measured(summary.get("peak_memory_mb")),
         memory_kind=summary.get("memory_kind"), step_time_ms=_measured(summary.get("step_time_ms")),
-        files={"checkpoints/best/trainable.safetensors": "the best epoch's trainable weights (side networks, head)",
-               "checkpoints/last/": "the last epoch (weights + optimiser state, to resume)",
+        files={"checkpoints/best/<tower>/": "the best epoch's tower, a save_pretrained folder "
+                                            "(UniPT: unipt_side.safetensors + unipt_config.json)",
+               "checkpoints/best/head.safetensors": "the best epoch's task head (and fusion layers)",
+               "checkpoints/last/": "the last epoch (the same + the optimiser state, to resume)",
                "run_config.yaml": "the run config", "summary.json": "metrics and measured costs",
                "metrics.jsonl": "per-epoch log", "training_curve.png": "loss and metric per epoch"},
     )

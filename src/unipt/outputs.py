@@ -34,6 +34,28 @@ class AdaptedOutput:
     head_inputs: dict[str, torch.Tensor] | None = None
 
 
+def as_tokens(x: torch.Tensor) -> torch.Tensor:
+    """Lay a feature tensor out as tokens: ``[B, C, H, W]`` map -> ``[B, H*W, C]``; ``[B, L, D]`` stays;
+    ``[B, D]`` -> ``[B, 1, D]``."""
+    if x.dim() == 4:
+        return x.flatten(2).transpose(1, 2)
+    if x.dim() == 3:
+        return x
+    if x.dim() == 2:
+        return x.unsqueeze(1)
+    raise ValueError(f"cannot lay out a {x.dim()}-d tensor of shape {tuple(x.shape)} as tokens")
+
+
+def token_output(features: torch.Tensor, attention_mask: torch.Tensor | None) -> AdaptedOutput:
+    """An :class:`AdaptedOutput` from final features: tokens, mask, masked-mean pooled ``[B, D]``.
+
+    The mask only applies to sequence outputs; grid tokens from a feature map are all real.
+    """
+    tokens = as_tokens(features)
+    mask = attention_mask if features.dim() == 3 else None
+    return AdaptedOutput(last_hidden_state=tokens, attention_mask=mask, pooled=masked_mean(tokens, mask))
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
     """Mean of ``x`` ``[B, L, D]`` over ``dim`` counting only positions where ``mask`` ``[B, L]`` is 1."""
     if mask is None:

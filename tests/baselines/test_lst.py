@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unipt.baselines import FullFineTuning, LadderSideTuning, build_method
+from unipt.baselines import FullFineTuning, LadderSideTuning
 from unipt.bench.accounting import SavedActivationMeter
+from unipt.registry import build_method
 
 from .helpers import HIDDEN, LAYERS, TinyCNN, train_a_few_steps
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from unipt.baselines import IA3, LoRA, build_method
+from unipt.baselines import IA3, LoRA
+from unipt.registry import build_method
 
 from .helpers import HIDDEN, INTERMEDIATE, LAYERS, TinyCNN, train_a_few_steps
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unipt.baselines import build_method, list_methods, method_variant
+from unipt.registry import build_method, list_methods
 
 
 def test_all_methods_are_listed():
@@ -23,4 +23,24 @@ def test_unknown_method(bert):
 
 def test_every_baseline_has_a_variant(bert):
     for name in ["frozen", "full", "bitfit", "lora", "ia3", "lst"]:
-        assert method_variant(build_method(name, bert())) not in ("", "base")
+        assert build_method(name, bert()).variant not in ("", "base")
+
+
+def test_a_mistyped_option_names_the_closest_one(bert):
+    with pytest.raises(ValueError, match=r"method 'lora' has no option 'alhpa'; did you mean \['alpha'\]"):
+        build_method("lora", bert(), alhpa=4)
+    with pytest.raises(ValueError, match=r"method 'unipt' has no option 'reductoin'; did you mean \['reduction'\]"):
+        build_method("unipt", bert(), reductoin=4)
+    with pytest.raises(KeyError, match="did you mean 'lora'"):
+        build_method("lroa", bert())
+
+
+def test_every_method_implements_the_one_interface(bert):
+    from unipt.method import AdaptedMethod, FrozenTapMethod
+
+    for name in list_methods():
+        if name == "lora_conv":  # BERT has no convolutions
+            continue
+        method = build_method(name, bert())
+        assert isinstance(method, AdaptedMethod), name
+        assert isinstance(method, FrozenTapMethod) == (name in ("frozen", "unipt")), name

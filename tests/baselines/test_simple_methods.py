@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from unipt.baselines import BitFit, FrozenProbe, FullFineTuning, build_method
+from unipt.baselines import BitFit, FrozenProbe, FullFineTuning
 from unipt.outputs import AdaptedOutput
+from unipt.registry import build_method
 
 from .helpers import HIDDEN, TinyCNN, train_a_few_steps
 

@@ -88,18 +88,15 @@ def test_parameter_gradient_and_optimizer_bytes():
     assert optimizer_state_bytes(opt) == 2 * params * 4 + 2 * 4
 
 
-def test_saved_state_bytes_uses_the_method_or_the_trainable_params():
+def test_saved_state_bytes_uses_the_method_or_the_trainable_params(tiny_bert):
     layer = nn.Linear(IN, OUT)
     layer.weight.requires_grad_(False)
     assert saved_state_bytes(layer) == OUT * 4  # only the trainable bias
 
-    class WithSide(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = nn.Linear(IN, IN)
-            self.side = nn.Linear(IN, 2)
+    import unipt
 
-    assert saved_state_bytes(WithSide()) == (IN * 2 + 2) * 4  # UniPT-style: the side network
+    model = unipt.get_unipt_model(tiny_bert)  # a method: what save_pretrained writes, the side network
+    assert saved_state_bytes(model) == sum(t.numel() * 4 for t in model.side.state_dict().values())
 
 
 def test_meters_nest():

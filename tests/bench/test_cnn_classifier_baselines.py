@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unipt.baselines import build_method
 from unipt.baselines._peft import conv_targets, plain_convs
+from unipt.registry import build_method
 
 
 class SamePadConv(nn.Conv2d):

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from unipt.baselines import registry
+from unipt import registry
 from unipt.bench.gpu import GpuCase, gpu_cases, main, make_backbone, run_case
 from unipt.bench.workload import MethodSpec
 

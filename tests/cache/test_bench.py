@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unipt.cache.bench import benchmark_cache, format_benchmark
+from unipt.bench.cache import benchmark_cache, format_benchmark
 
 
 def test_benchmark_reports_build_disk_and_epoch_times(config, tmp_path):

@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from unipt.cache import CacheCollator, CachedDataset, CachedTaps, build_cache, plan_cache
-from unipt.cache.source import CacheSource
+from unipt.cache import CacheCollator, CachedDataset
+from unipt.taps import Taps
+from unipt.train.cache_source import CacheSource
+from unipt.train.caching import build_cache, plan_cache
 
 from . import tiny
 
@@ -55,13 +57,13 @@ def test_collate_pads_builds_taps_and_targets(config, tmp_path):
     data = CachedDataset(tmp_path / "c" / "train")
     records = [data[i] for i in range(5)]
     batch = CacheCollator()(records)
-    taps = batch["taps"]["text"]
+    taps = batch.towers["text"].taps
     lengths = [r["taps"]["text"]["mask"].shape[0] for r in records]
-    assert isinstance(taps, CachedTaps) and taps.mask.shape == (5, max(lengths))
+    assert isinstance(taps, Taps) and batch.towers["text"].inputs is None and taps.mask.shape == (5, max(lengths))
     assert taps.mask.sum(1).tolist() == lengths
     assert len(taps.hidden) == 3 and all(h.shape == (5, max(lengths), 32) for h in taps.hidden)
     assert all(float(h[i, n:].abs().sum()) == 0 for h in taps.hidden for i, n in enumerate(lengths))
-    assert batch["label"].tolist() == [r["targets"]["label"] for r in records]
+    assert batch.targets["label"].tolist() == [r["targets"]["label"] for r in records]
     moved = taps.to("meta")
     assert all(t.device.type == "meta" for t in [*moved.hidden, moved.mask])
 
@@ -71,7 +73,7 @@ def test_dataloader_workers_reopen_the_shards(config, tmp_path):
     data = CachedDataset(tmp_path / "c" / "train")
     data[0]  # the parent opened a memory map; workers get a pickled copy without it
     loader = DataLoader(data, batch_size=16, collate_fn=CacheCollator(), num_workers=1)
-    labels = torch.cat([b["label"] for b in loader])
+    labels = torch.cat([b.targets["label"] for b in loader])
     assert labels.tolist() == [t["label"] for t in data.targets]
 
 

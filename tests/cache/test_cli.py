@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from unipt.cache.cli import add_cache_parser, main
+from unipt.train.cache_cli import add_cache_parser, main
 
 from . import tiny
 

@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 
 import unipt.cache.build as build_module
-from unipt.cache import (
-    CacheCorrupted,
-    CachedDataset,
-    CacheIncomplete,
-    CacheMismatch,
-    CacheRefused,
-    build_cache,
-    use_cache,
-    verify_cache,
-)
+from unipt.cache import CacheCorrupted, CachedDataset, CacheIncomplete, CacheMismatch, CacheRefused, verify_cache
 from unipt.train import build_system
+from unipt.train.caching import build_cache, use_cache
 from unipt.train.data import load_run_data
 
 from . import tiny

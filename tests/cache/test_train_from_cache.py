@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unipt.cache import CacheError, build_cache
+from unipt.cache import CacheError
 from unipt.train import Trainer
+from unipt.train.caching import build_cache
 
 from . import tiny
 
@@ -38,7 +39,7 @@ def test_cached_training_matches_live_training(data_root, tmp_path, padding):
 
     assert calls == []
     expected, actual = live.system.trainable_state_dict(), cached.system.trainable_state_dict()
-    assert set(expected) == set(actual) and sum(k.startswith("towers.text.side.") for k in actual) > 10
+    assert set(expected) == set(actual) and sum(k.startswith("towers.text.sides.default.") for k in actual) > 10
     assert max(float((actual[k] - initial[k]).abs().max()) for k in actual) > 1e-2  # training moved them
     for key in expected:
         if key.endswith("aggregation.gate.bias"):

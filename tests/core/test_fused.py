@@ -11,7 +11,7 @@ from torch import nn
 
 from unipt import UniPTConfig
 from unipt.bench.accounting import SavedActivationMeter
-from unipt.nn import build_side_network
+from unipt.builder import build_side_network
 from unipt.nn.fused import LayerFeed, MixOptions, guided_mix
 from unipt.outputs import masked_mean
 
@@ -71,7 +71,7 @@ def _pair(overrides: dict, **fused_overrides):
 @pytest.mark.parametrize("name", list(CASES))
 def test_fused_matches_reference_outputs_and_every_gradient(name):
     ref, fused = _pair(CASES[name])
-    inputs = _inputs(ref.config)
+    inputs = _inputs(UniPTConfig(**CASES[name]))
     out_ref, grads_ref = _step(ref, inputs)
     out_fused, grads_fused = _step(fused, inputs)
     assert torch.allclose(out_fused, out_ref, atol=1e-5, rtol=1e-5)
@@ -83,7 +83,7 @@ def test_fused_matches_reference_outputs_and_every_gradient(name):
 @pytest.mark.parametrize("name", ["auto/sequence", "vse_text", "clip4clip/single_query"])
 def test_memory_mode_matches_within_bf16_rounding(name):
     ref, low = _pair(CASES[name], memory="min")
-    inputs = _inputs(ref.config)
+    inputs = _inputs(UniPTConfig(**CASES[name]))
     out_ref, grads_ref = _step(ref, inputs)
     out_low, grads_low = _step(low, inputs)
     assert torch.equal(out_low, out_ref) or torch.allclose(out_low, out_ref, atol=1e-5)  # forward is exact
@@ -147,8 +147,7 @@ def test_causal_outputs_never_read_later_tokens():
 
 
 def _saved_bytes(side: nn.Module, length: int, batch: int) -> int:
-    config = side.config
-    hidden = [torch.randn(batch, length, w) for w in config.in_widths]
+    hidden = [torch.randn(batch, length, w) for w in side.in_widths]
     mask = torch.ones(batch, length)
     with SavedActivationMeter(side) as meter:
         out = side(hidden, mask)

@@ -7,6 +7,7 @@ import torch
 from torch.autograd.graph import saved_tensors_hooks
 
 import unipt
+from unipt.builder import build_side_network
 
 
 def count_saved(fn):
@@ -67,7 +68,9 @@ def test_save_load_roundtrip_is_exact(tiny_bert, tiny_batch, tmp_path):
     model.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "unipt_config.json", "unipt_side.safetensors"]
     meta = json.loads((tmp_path / "unipt_config.json").read_text())
-    assert meta["format_version"] == 1 and meta["unipt_version"] == unipt.__version__
+    assert meta["format_version"] == 2 and meta["unipt_version"] == unipt.__version__
+    assert meta["config"] == unipt.UniPTConfig().to_dict()  # what was asked for, untouched
+    assert meta["resolved"]["in_widths"] == [32] * 4 and meta["resolved"]["input_kind"] == "sequence"
     from safetensors.torch import load_file
 
     keys = set(load_file(str(tmp_path / "unipt_side.safetensors")))
@@ -101,7 +104,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tiny_bert, tmp_path, monkeypa
     def boom(*_a, **_k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("unipt.model.save_file", boom)
+    monkeypatch.setattr("unipt.pretrained.save_file", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         model.save_pretrained(tmp_path)
     assert (tmp_path / "unipt_side.safetensors").read_bytes() == before
@@ -109,7 +112,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tiny_bert, tmp_path, monkeypa
 
 
 def test_wrong_width_taps_name_the_fix():
-    side = unipt.nn.build_side_network(unipt.UniPTConfig(in_widths=[16, 16, 16]))
+    side = build_side_network(unipt.UniPTConfig(in_widths=[16, 16, 16]))
     with pytest.raises(ValueError, match="width 16"):
         side([torch.randn(1, 4, 16), torch.randn(1, 4, 8), torch.randn(1, 4, 16)])
     with pytest.raises(ValueError, match="expected 3 tapped layers"):

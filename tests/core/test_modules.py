@@ -77,3 +77,22 @@ def test_plain_pooling_ablation_is_the_window_mean():
     stage = torch.randn(1, 3, 4, 4)
     assert torch.allclose(pool(stage, torch.randn(1, 5, 2, 2)), torch.nn.functional.avg_pool2d(stage, 2))
     assert sum(p.numel() for p in pool.parameters()) == 0
+
+
+def test_side_network_builds_from_plain_arguments_with_named_sub_layers():
+    from unipt.builder import build_side_network
+    from unipt.config import UniPTConfig
+    from unipt.nn import UniPTSideNetwork
+
+    torch.manual_seed(0)
+    side = UniPTSideNetwork([12, 12, 12], 6, 12, fusion_form="mlp_norm", up_proj="relu_linear_norm", eps=1e-8)
+    torch.manual_seed(0)
+    built = build_side_network(UniPTConfig(in_widths=[12] * 3, reduction=2, fusion="mlp_norm",
+                                           up_proj="relu_linear_norm", eps=1e-8))
+    assert list(side.state_dict()) == list(built.state_dict())  # the builder only maps a config onto arguments
+    assert all(torch.equal(a, b) for a, b in zip(side.state_dict().values(), built.state_dict().values(), strict=True))
+    assert {"branch.guide.linear.weight", "branch.layers.1.norm.weight", "branch.aggregation.gate.weight",
+            "branch.fusion.fc1.weight", "branch.fusion.fc2.weight", "branch.fusion.norm.bias", "up.linear.weight",
+            "up.norm.weight"} <= set(side.state_dict())
+    hidden = [torch.randn(2, 5, 12) for _ in range(3)]
+    assert side(hidden, torch.ones(2, 5)).last_hidden_state.shape == (2, 5, 12)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from unipt import UniPTConfig, list_presets
-from unipt.nn import build_side_network
+from unipt.builder import build_side_network, side_dims
+from unipt.taps import standalone
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -26,12 +27,16 @@ def test_paper_parameter_counts(preset, overrides, expected):
     assert n_params(build_side_network(UniPTConfig.for_paper(preset, **overrides))) == expected
 
 
+def side_width(config: UniPTConfig) -> int:
+    return side_dims(config, standalone(config)).side_width
+
+
 def test_side_widths_follow_each_variant_rule():
-    assert UniPTConfig.for_paper("vse_text").resolved_side_width == 512  # 1024 / 2 (output width)
-    assert UniPTConfig.for_paper("clipvil").resolved_side_width == 384  # 768 / 2 (backbone width)
-    assert UniPTConfig.for_paper("clipvil", reduction=4).resolved_side_width == 192
-    assert UniPTConfig.for_paper("mdetr").resolved_side_width == 128
-    assert UniPTConfig.for_paper("clip4clip").resolved_side_width == 512
+    assert side_width(UniPTConfig.for_paper("vse_text")) == 512  # 1024 / 2 (output width)
+    assert side_width(UniPTConfig.for_paper("clipvil")) == 384  # 768 / 2 (backbone width)
+    assert side_width(UniPTConfig.for_paper("clipvil", reduction=4)) == 192
+    assert side_width(UniPTConfig.for_paper("mdetr")) == 128
+    assert side_width(UniPTConfig.for_paper("clip4clip")) == 512
 
 
 def test_preset_fields_are_overridable_and_unknown_preset_is_named():
@@ -45,7 +50,7 @@ def test_preset_fields_are_overridable_and_unknown_preset_is_named():
 def test_config_roundtrips_through_dict_and_rejects_unknown_fields():
     cfg = UniPTConfig.for_paper("mdetr")
     assert UniPTConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="Unknown UniPTConfig fields"):
+    with pytest.raises(ValueError, match="Unknown UniPTConfig field 'reducton' \\(did you mean 'reduction'\\?\\)"):
         UniPTConfig.from_dict({**cfg.to_dict(), "reducton": 3})
 
 
@@ -82,8 +87,8 @@ def test_clip4clip_shape_and_residual_to_frozen_embedding():
     out = side([torch.randn(2, 50, 768) for _ in range(13)], None, final)
     assert out.pooled.shape == (2, 512)
     with torch.no_grad():
-        side.up_proj[1].weight.zero_()
-        side.up_proj[1].bias.zero_()
+        side.up.linear.weight.zero_()
+        side.up.linear.bias.zero_()
     out = side([torch.randn(2, 50, 768) for _ in range(13)], None, final)
     assert torch.allclose(out.pooled, final)  # U(M) == 0 leaves exactly the frozen embedding
 
@@ -106,4 +111,4 @@ def test_zero_init_residual_starts_at_the_frozen_output():
     out = side(hidden, torch.ones(2, 5))
     assert torch.allclose(out.last_hidden_state, last)
     out.pooled.sum().backward()
-    assert side.up_proj[1].weight.grad.abs().sum() > 0  # U still learns from step one
+    assert side.up.linear.weight.grad.abs().sum() > 0  # U still learns from step one

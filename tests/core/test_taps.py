@@ -9,8 +9,8 @@ from unipt.taps import TapNotFoundError, find_cnn_stages, resolve_module_names
 
 def test_bert_hidden_states_are_all_tapped(tiny_bert, tiny_batch):
     model = unipt.get_unipt_model(tiny_bert)
-    assert model.config.tap_source == "hidden_states"
-    assert model.config.in_widths == [32] * 4  # embeddings + 3 layers
+    assert model.resolved.tap_source == "hidden_states"
+    assert model.resolved.in_widths == [32] * 4  # embeddings + 3 layers
     out = model(**tiny_batch)
     assert out.last_hidden_state.shape == (3, 9, 32)
     assert torch.equal(out.attention_mask, tiny_batch["attention_mask"])
@@ -35,7 +35,7 @@ def test_module_names_globs_and_regexes(tiny_bert, tiny_batch):
     assert resolve_module_names(tiny_bert, ["encoder.layer.*"]) == [f"encoder.layer.{i}" for i in range(3)]
     assert resolve_module_names(tiny_bert, ["re:layer\\.[02]$"]) == ["encoder.layer.0", "encoder.layer.2"]
     model = unipt.get_unipt_model(tiny_bert, unipt.UniPTConfig(taps=["embeddings", "encoder.layer.*"]))
-    assert model.config.tap_source == "modules" and len(model.config.in_widths) == 4
+    assert model.resolved.tap_source == "modules" and len(model.resolved.in_widths) == 4
     assert model(**tiny_batch).last_hidden_state.shape == (3, 9, 32)
 
 
@@ -59,7 +59,7 @@ def test_vit_and_clip_towers_random_init():
     assert unipt.get_unipt_model(vit)(pixel_values=torch.randn(2, 3, 32, 32)).last_hidden_state.shape == (2, 17, 32)
     vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**small, image_size=32, patch_size=8, projection_dim=24))
     model = unipt.get_unipt_model(vision, unipt.UniPTConfig(preset="clip4clip"))
-    assert model.config.final_width == 24 and model.config.in_widths == [32] * 3
+    assert model.resolved.final_width == 24 and model.resolved.in_widths == [32] * 3
     assert model(pixel_values=torch.randn(2, 3, 32, 32)).pooled.shape == (2, 24)
     text = CLIPTextModelWithProjection(CLIPTextConfig(**small, projection_dim=24, vocab_size=100,
                                                       bos_token_id=1, eos_token_id=2, pad_token_id=0))
@@ -73,7 +73,7 @@ def test_hf_resnet_stages_are_spatial():
 
     resnet = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1]))
     model = unipt.get_unipt_model(resnet, unipt.UniPTConfig(preset="vse_cnn", out_width=48))
-    assert model.config.input_kind == "spatial" and model.config.in_widths == [8, 16, 32, 64]
+    assert model.resolved.input_kind == "spatial" and model.resolved.in_widths == [8, 16, 32, 64]
     assert model(pixel_values=torch.randn(2, 3, 64, 64)).last_hidden_state.shape == (2, 4, 48)
 
 
@@ -81,7 +81,7 @@ def test_efficientnet_stages_any_input_size(efficientnet):
     stages = find_cnn_stages(efficientnet, {"pixel_values": torch.zeros(1, 3, 224, 224)})
     assert stages == ["_blocks.2", "_blocks.4", "_blocks.10", "_swish"]
     model = unipt.get_unipt_model(efficientnet)
-    assert model.config.in_widths == [24, 40, 112, 1280]
+    assert model.resolved.in_widths == [24, 40, 112, 1280]
     assert model(torch.randn(1, 3, 224, 224)).last_hidden_state.shape == (1, 49, 1280)
     assert model(torch.randn(1, 3, 200, 260)).last_hidden_state.shape[0] == 1  # grid from the stage shapes
 
@@ -89,7 +89,7 @@ def test_efficientnet_stages_any_input_size(efficientnet):
 def test_packaged_minilm_wraps(minilm):
     backbone, tokenizer = minilm
     model = unipt.get_unipt_model(backbone)
-    assert model.config.in_widths == [384] * 7
+    assert model.resolved.in_widths == [384] * 7
     enc = tokenizer(["a small cat", "a red bus on a very long road"], padding=True, return_tensors="pt")
     out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
     assert out.pooled.shape == (2, 384)

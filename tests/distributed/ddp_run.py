@@ -16,12 +16,9 @@ import tiny  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from unipt.cache import build_cache  # noqa: E402
+from unipt.process import end_distributed, needs_cpu_flag  # noqa: E402
 from unipt.train import Trainer  # noqa: E402
-from unipt.train.loop import (
-    end_distributed,  # noqa: E402
-    needs_cpu_flag,  # noqa: E402
-)
+from unipt.train.caching import build_cache  # noqa: E402
 
 
 def main(data: Path, out: Path, batch: int) -> None:

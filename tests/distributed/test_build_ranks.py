@@ -9,8 +9,8 @@ from pathlib import Path
 
 import unipt.cache.build as build_module
 from unipt.backbones import PACKAGED
-from unipt.cache import build_cache
-from unipt.cache.source import CacheSource
+from unipt.train.cache_source import CacheSource
+from unipt.train.caching import build_cache
 
 _spec = importlib.util.spec_from_file_location("tiny_for_ddp", Path(__file__).parents[1] / "cache" / "tiny.py")
 tiny = sys.modules.setdefault("tiny_for_ddp", importlib.util.module_from_spec(_spec))

@@ -61,7 +61,7 @@ def test_two_process_training_and_cache_build_equal_one_process(tmp_path):
 
 
 def test_accelerate_is_told_to_use_cpu_only_when_it_must(monkeypatch):
-    from unipt.train.loop import needs_cpu_flag
+    from unipt.process import needs_cpu_flag
 
     monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)

@@ -2,7 +2,7 @@
 
 import math
 
-from unipt.lm.bench import format_causal, full_finetune_estimate, measure_arm
+from unipt.bench.causal_lm import format_causal, full_finetune_estimate, measure_arm
 
 
 def test_each_arm_is_measured_with_its_own_costs():

@@ -5,14 +5,15 @@ import pytest
 import torch
 
 from unipt.config import UniPTConfig
+from unipt.lm.side import build_causal_side_network
 from unipt.nn import ConfidenceAggregation, ParallelInteraction
-from unipt.nn.causal import CausalSideNetwork, running_mean
+from unipt.nn.causal import running_mean
 
 
 def side_network(kernel="fused", **overrides):
     torch.manual_seed(0)
     config = UniPTConfig(task_type="causal_lm", in_widths=[12, 10, 16], side_width=8, kernel=kernel, **overrides)
-    net = CausalSideNetwork(config)
+    net = build_causal_side_network(config, config.in_widths)
     with torch.no_grad():  # a non-zero U, so outputs depend on everything before it
         for p in net.up_proj.parameters():
             p.normal_(0, 0.5)
@@ -132,7 +133,8 @@ def test_token_by_token_with_the_side_cache_equals_one_full_pass(kernel):
 
 def test_up_projection_starts_at_zero():
     torch.manual_seed(0)
-    net = CausalSideNetwork(UniPTConfig(task_type="causal_lm", in_widths=[12, 10, 16], side_width=8))
+    config = UniPTConfig(task_type="causal_lm", in_widths=[12, 10, 16], side_width=8)
+    net = build_causal_side_network(config, config.in_widths)
     out, _, _ = net(taps())
     assert torch.equal(out, torch.zeros_like(out))
 

@@ -92,8 +92,9 @@ def test_save_and_load_round_trip_is_exact(tiny_lm, tokens, tmp_path):
     meta = json.loads((tmp_path / "unipt_config.json").read_text())
     assert meta["config"]["task_type"] == "causal_lm"
     assert "UniPTForCausalLM.from_pretrained" in (tmp_path / "README.md").read_text()  # the model card
-    again = unipt.UniPTModel.from_pretrained(tiny_lm("gpt2"), tmp_path)  # dispatches on the saved task
-    assert isinstance(again, UniPTForCausalLM)
+    with pytest.raises(ValueError, match=r"UniPTForCausalLM\.from_pretrained"):  # says which class loads it
+        unipt.UniPTModel.from_pretrained(tiny_lm("gpt2"), tmp_path)
+    again = UniPTForCausalLM.from_pretrained(tiny_lm("gpt2"), tmp_path)
     assert not any(p.requires_grad for p in again.side.parameters())
     assert torch.equal(again(**tokens).logits, model(**tokens).logits)
     with pytest.raises(ValueError, match="different backbone"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from unipt.builder import build_side_network
 from unipt.config import UniPTConfig
 from unipt.models.clipvil import (
     CLIPViLBackbone,
@@ -20,7 +21,7 @@ from unipt.models.clipvil import (
 )
 from unipt.models.clipvil.preprocess import pad_to_canvas, vqa_style_size
 from unipt.models.clipvil.visual import FeatureFiles, stack_features
-from unipt.nn import build_side_network
+from unipt.registry import build_method
 
 from .released import (
     SIZES,
@@ -186,8 +187,8 @@ def test_unipt_reads_joint_states_and_side_count_at_paper_widths() -> None:
     pooler reads its [CLS], and the backbone gets no gradient."""
     backbone = CLIPViLBackbone(CLIPViLConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=2,
                                              intermediate_size=64, visual_feat_dim=SIZES["feat"], grid_positions=6))
-    model = backbone.build_unipt(UniPTConfig(preset="clipvil"))
-    assert model.config.in_widths == [32] * 3 and model.config.resolved_side_width == 16
+    model = build_method("unipt", backbone, preset="clipvil")
+    assert model.resolved.in_widths == [32] * 3 and model.dims.side_width == 16
     paper = UniPTConfig(**{**model.config.to_dict(), "in_widths": [768] * 13})
     assert sum(p.numel() for p in build_side_network(paper).parameters()) == 4_736_641
     out = model(**inputs())
@@ -246,6 +247,8 @@ def test_feature_files(tmp_path: Path) -> None:
 
 def test_side_key_table_covers_the_released_side() -> None:
     table = side_key_table(12)
-    assert table["encoder.side_downsamples_l.11."] == "branch.guide_proj."
-    assert table["encoder.side_downsamples_l.0."] == "branch.down_projs.1."
-    assert len(table) == 1 + 12 + 3
+    assert table["encoder.side_downsamples_l.11.0."] == "branch.guide.linear."
+    assert table["encoder.side_downsamples_l.0.1."] == "branch.layers.1.norm."
+    assert table["encoder.side_projection_l.3."] == "branch.fusion.norm."
+    assert table["encoder.side_final_upsample_l.0."] == "up.linear."
+    assert len(table) == 2 * (1 + 12) + 3 + 2  # Linear + LayerNorm per tap; fusion fc1/fc2/norm; gate; U

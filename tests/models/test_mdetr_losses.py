@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unipt.models.mdetr import HeadOutputs, MDETRCriterion, MDETRLossConfig
-from unipt.models.mdetr.losses import (
+from unipt.tasks.mdetr_losses import (
     box_losses,
     contrastive_align_loss,
     hungarian_match,

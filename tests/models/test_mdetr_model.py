@@ -76,9 +76,10 @@ def test_unipt_mdetr_preset_on_mdetr() -> None:
     model = tiny(layers=6, width=256)
     batch = inputs()
     adapted = unipt.get_unipt_model(model, unipt.UniPTConfig(preset="mdetr", tap_source="hidden_states"), batch)
-    cfg = adapted.config
-    assert cfg.input_kind == "cross_stream" and cfg.in_widths == [256] * 7 and cfg.decoder_widths == [256] * 7
-    assert cfg.resolved_side_width == 128 and cfg.target_layers == [1, 3, 5]
+    cfg, resolved = adapted.config, adapted.resolved
+    assert resolved.input_kind == "cross_stream" and resolved.in_widths == [256] * 7
+    assert resolved.decoder_widths == [256] * 7
+    assert adapted.dims.side_width == 128 and cfg.target_layers == [1, 3, 5]
     assert sum(p.numel() for p in adapted.side.parameters()) == 481_666
     assert adapted.trainable_parameters()[0] == 481_666
 

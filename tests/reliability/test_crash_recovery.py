@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import save_file
 
 import unipt
 from unipt.train import Trainer
-from unipt.train.checkpoint import recover_checkpoint, save_checkpoint
+from unipt.train.checkpoint import HEAD, META, STATE, checkpoint_state, recover_checkpoint
 
 from . import helpers
 
@@ -50,7 +50,7 @@ def test_a_kill_between_the_two_renames_of_a_swap_resumes_from_the_complete_newe
     checkpoints = tmp_path / "run" / "checkpoints"
     assert not (checkpoints / "last").exists()
     assert (checkpoints / ".last.old").is_dir() and (checkpoints / ".last.tmp").is_dir()
-    newer = load_file(str(checkpoints / ".last.tmp" / "trainable.safetensors"))
+    newer = checkpoint_state(checkpoints / ".last.tmp")
     capsys.readouterr()
 
     resumed = Trainer(config(tmp_path, epochs=2))
@@ -60,24 +60,30 @@ def test_a_kill_between_the_two_renames_of_a_swap_resumes_from_the_complete_newe
     assert "after epoch 2" in out  # epoch 2 is not trained again
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best", "last"]  # leftovers gone
-    kept = load_file(str(checkpoints / "last" / "trainable.safetensors"))
+    kept = checkpoint_state(checkpoints / "last")
     assert all(torch.equal(kept[k], newer[k]) for k in newer)
     # the kill also came before epoch 2's metrics line: rebuilt from the checkpoint's history
     assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] \
         == [1, 2]
 
 
+def write_checkpoint(folder: Path, head: dict[str, torch.Tensor], epoch: int) -> None:
+    """A checkpoint folder as save_checkpoint lays it out (head weights, loop state, meta; no towers)."""
+    folder.mkdir(parents=True)
+    save_file(head, str(folder / HEAD))
+    torch.save({"epoch": epoch}, folder / STATE)
+    (folder / META).write_text(json.dumps({"epoch": epoch}))
+
+
 def test_the_older_copy_wins_when_the_newer_one_is_incomplete(tmp_path: Path) -> None:
     folder = tmp_path / "checkpoints"
-    weights = {"w": torch.arange(4.0)}
-    save_checkpoint(folder / "last", weights, {"epoch": 1}, {"epoch": 1})
-    save_checkpoint(folder / "next", {"w": torch.ones(4)}, {"epoch": 2}, {"epoch": 2})
-    (folder / "last").rename(folder / ".last.old")
-    (folder / "next").rename(folder / ".last.tmp")
-    (folder / ".last.tmp" / "trainable.safetensors").write_bytes(b"\x00" * 10)  # killed mid-write
+    weights = {"task.w": torch.arange(4.0)}
+    write_checkpoint(folder / ".last.old", weights, 1)
+    write_checkpoint(folder / ".last.tmp", {"task.w": torch.ones(4)}, 2)
+    (folder / ".last.tmp" / HEAD).write_bytes(b"\x00" * 10)  # killed mid-write
     note = recover_checkpoint(folder / "last")
     assert note is not None and "(epoch 1) from .last.old" in note and "newer one was incomplete" in note
-    assert torch.equal(load_file(str(folder / "last" / "trainable.safetensors"))["w"], weights["w"])
+    assert torch.equal(checkpoint_state(folder / "last")["task.w"], weights["task.w"])
     assert not (folder / ".last.tmp").exists() and not (folder / ".last.old").exists()
 
 
@@ -121,8 +127,8 @@ KILLED_SAVE = textwrap.dedent("""
             handle.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    import unipt.model
-    unipt.model.save_file = dying_save
+    import unipt.pretrained
+    unipt.pretrained.save_file = dying_save
     model.save_pretrained(sys.argv[1])
 """)
 

@@ -10,9 +10,9 @@ import torch
 from transformers import BertConfig, BertModel
 
 import unipt
-from unipt.cache import build_cache
 from unipt.errors import DamagedFileError
 from unipt.train import Trainer, load_run_config
+from unipt.train.caching import build_cache
 
 from . import helpers
 from .helpers import assert_one_line_error, write_config
@@ -49,11 +49,11 @@ def test_from_pretrained_names_a_damaged_weights_file(tmp_path: Path, how: str) 
 def test_unipt_eval_names_a_damaged_checkpoint(tmp_path: Path, how: str) -> None:
     config = write_config(tmp_path)
     assert helpers.run_cli(["train", str(config)]).code == 0
-    weights = tmp_path / "run" / "checkpoints" / "best" / "trainable.safetensors"
+    weights = tmp_path / "run" / "checkpoints" / "best" / "text" / "unipt_side.safetensors"
     damage(weights, how)
     result = helpers.run_cli(["eval", str(tmp_path / "run"), "--split", "eval"])
     assert_one_line_error(result, "eval", f"{weights} is damaged", "use checkpoints/last of the same run")
-    assert (tmp_path / "run" / "checkpoints" / "last" / "trainable.safetensors").stat().st_size > 0
+    assert (tmp_path / "run" / "checkpoints" / "last" / "text" / "unipt_side.safetensors").stat().st_size > 0
 
 
 @pytest.mark.parametrize(("role", "how"), [("eval", "flipped"), ("eval", "truncated"), ("train", "empty")])

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from unipt.errors import NonFiniteTrainingError
 from unipt.train import Trainer
+from unipt.train.checkpoint import checkpoint_state
 
 from . import helpers
 
@@ -36,7 +36,7 @@ def test_a_non_finite_batch_is_skipped_counted_and_named(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert "non-finite" in err and "step skipped" in err and f"#5 ('a {helpers.POISON_WORD} film')" in err
     for tag in ("last", "best"):
-        weights = load_file(str(tmp_path / "run" / "checkpoints" / tag / "trainable.safetensors"))
+        weights = checkpoint_state(tmp_path / "run" / "checkpoints" / tag)
         assert all(torch.isfinite(w).all() for w in weights.values()), tag
 
 
@@ -56,12 +56,12 @@ def test_consecutive_non_finite_steps_stop_the_run_naming_the_records(tmp_path: 
 def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path: Path) -> None:
     trainer = poisoned_run(tmp_path, helpers.sentiment_rows(8), epochs=1)
     trainer.fit()
-    before = load_file(str(tmp_path / "run" / "checkpoints" / "last" / "trainable.safetensors"))
+    before = checkpoint_state(tmp_path / "run" / "checkpoints" / "last")
     with torch.no_grad():
         next(trainer.system.towers["text"].side.parameters()).fill_(float("nan"))
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer)
     with pytest.raises(NonFiniteTrainingError, match="not saving checkpoint 'last'.*hold NaN/inf"):
         trainer._save("last", optimizer, scheduler, 2, None, [])
-    after = load_file(str(tmp_path / "run" / "checkpoints" / "last" / "trainable.safetensors"))
+    after = checkpoint_state(tmp_path / "run" / "checkpoints" / "last")
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from unipt.tasks import Task, build_task, list_tasks
-from unipt.tasks.base import register_task
+from unipt.tasks import Task, build_task, list_tasks, register_task
 
 
 def test_list_tasks_names_every_builtin() -> None:

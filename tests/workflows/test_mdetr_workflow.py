@@ -63,8 +63,8 @@ def test_mdetr_refcoco_trains_with_the_mdetr_preset(tmp_path: Path, checkpoint: 
 
     # UniPT's mdetr preset at the paper's widths, reading MDETR's 7 encoder and 7 decoder states.
     adapted = trainer.system.towers["mdetr"]
-    assert adapted.config.preset == "mdetr" and adapted.config.input_kind == "cross_stream"
-    assert adapted.config.in_widths == [256] * 7 and adapted.config.decoder_widths == [256] * 7
+    assert adapted.config.preset == "mdetr" and adapted.resolved.input_kind == "cross_stream"
+    assert adapted.resolved.in_widths == [256] * 7 and adapted.resolved.decoder_widths == [256] * 7
     assert adapted.config.target_layers == [1, 3, 5] and adapted.config.keep_backbone_dropout
     assert sum(p.numel() for p in adapted.side.parameters()) == 481_666
     heads = sum(p.numel() for p in trainer.system.task.parameters())
@@ -74,11 +74,11 @@ def test_mdetr_refcoco_trains_with_the_mdetr_preset(tmp_path: Path, checkpoint: 
     record = trainer.data.train[0]
     assert record["text"] == "the red square" and record["tokens_positive"] == [[4, 14]]
     batch = trainer.collate([record])
-    assert batch["boxes"][0].tolist() == pytest.approx([14 / 64, 15 / 48, 20 / 64, 18 / 48])
-    tokens = trainer.system.tower_info["mdetr"][1].preprocess.tokenizer.convert_ids_to_tokens(
-        batch["inputs"]["mdetr"]["input_ids"][0])
-    assert [t for t, m in zip(tokens, batch["token_map"][0].tolist(), strict=True) if m] == ["Ġred", "Ġsquare"]
-    assert set(batch["inputs"]["mdetr"]) == {"pixel_values", "pixel_mask", "input_ids", "attention_mask"}
+    assert batch.targets["boxes"][0].tolist() == pytest.approx([14 / 64, 15 / 48, 20 / 64, 18 / 48])
+    inputs = batch.towers["mdetr"].inputs
+    tokens = trainer.system.tower_info["mdetr"][1].preprocess.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
+    assert [t for t, m in zip(tokens, batch.targets["token_map"][0].tolist(), strict=True) if m] == ["Ġred", "Ġsquare"]
+    assert set(inputs) == {"pixel_values", "pixel_mask", "input_ids", "attention_mask"}
 
     ranges = {"acc@0.5": (0.0, 100.0), "acc@0.5_giou": (0.0, 100.0), "mean_iou": (0.0, 100.0)}
     check_run(trainer, result, before, ranges, test=True)
@@ -117,11 +117,13 @@ def test_refer_layout_feeds_the_same_images_boxes_and_tokens(tmp_path: Path, che
         a, b = (getattr(t.data, split) for t in trainers)
         assert [[r[k] for k in keys] for r in a.records] == [[r[k] for k in keys] for r in b.records], split
     refer_batch, mdetr_batch = (t.collate([t.data.train[i] for i in range(4)]) for t in trainers)
-    assert torch.equal(refer_batch["boxes"], mdetr_batch["boxes"])
-    for key, value in refer_batch["inputs"]["mdetr"].items():
-        assert torch.equal(value, mdetr_batch["inputs"]["mdetr"][key]), key
-    real = refer_batch["inputs"]["mdetr"]["attention_mask"].bool()
-    special = torch.isin(refer_batch["inputs"]["mdetr"]["input_ids"], torch.tensor([0, 2]))
-    assert torch.equal(refer_batch["token_map"].bool(), real & ~special)  # every caption token
-    assert bool((mdetr_batch["token_map"] <= refer_batch["token_map"]).all())
-    assert mdetr_batch["token_map"].sum() < refer_batch["token_map"].sum()
+    refer_inputs, mdetr_inputs = refer_batch.towers["mdetr"].inputs, mdetr_batch.towers["mdetr"].inputs
+    refer_map, mdetr_map = refer_batch.targets["token_map"], mdetr_batch.targets["token_map"]
+    assert torch.equal(refer_batch.targets["boxes"], mdetr_batch.targets["boxes"])
+    for key, value in refer_inputs.items():
+        assert torch.equal(value, mdetr_inputs[key]), key
+    real = refer_inputs["attention_mask"].bool()
+    special = torch.isin(refer_inputs["input_ids"], torch.tensor([0, 2]))
+    assert torch.equal(refer_map.bool(), real & ~special)  # every caption token
+    assert bool((mdetr_map <= refer_map).all())
+    assert mdetr_map.sum() < refer_map.sum()

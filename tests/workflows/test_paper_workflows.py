@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from unipt.config import UniPTConfig
 from unipt.train import Trainer
+from unipt.train.checkpoint import checkpoint_state
 from unipt.train.config import RunConfig, load_run_config
 from unipt.train.data import loader_options
 from unipt.train.inference import predict
@@ -94,8 +94,11 @@ def check_run(trainer: Trainer, result: FitResult, before: dict[str, torch.Tenso
 
     # (c) the run folder.
     for tag in ("best", "last"):
-        for name in ("trainable.safetensors", "state.pt", "meta.json"):
+        for name in ("head.safetensors", "trainer_state.pt", "meta.json", "run_config.yaml"):
             assert (out / "checkpoints" / tag / name).is_file(), (tag, name)
+        for tower in system.towers:  # every UniPT tower is a save_pretrained folder
+            names = sorted(p.name for p in (out / "checkpoints" / tag / tower).iterdir())
+            assert names == ["unipt_config.json", "unipt_side.safetensors"], (tag, tower, names)
     assert json.loads((out / "checkpoints" / "last" / "meta.json").read_text())["epoch"] == config.train.epochs
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best_metrics"] == pytest.approx(result.best_metrics)
@@ -108,16 +111,16 @@ def check_run(trainer: Trainer, result: FitResult, before: dict[str, torch.Tenso
 
     # (d) UniPT trains only side networks, fusion and head; the backbones are frozen and unchanged.
     trainable = [n for n, p in system.named_parameters() if p.requires_grad]
-    allowed = tuple(f"towers.{t}.side." for t in system.towers) + ("fusions.", "task.")
+    allowed = tuple(f"towers.{t}.sides.default." for t in system.towers) + ("fusions.", "task.")
     assert trainable
     assert not [n for n in trainable if not n.startswith(allowed)]
     for name, (_, backbone) in system.tower_info.items():
         assert config.towers[name].method == "unipt"
         assert not any(p.requires_grad for p in backbone.model.parameters()), name
-        assert any(n.startswith(f"towers.{name}.side.") for n in trainable), name
+        assert any(n.startswith(f"towers.{name}.sides.default.") for n in trainable), name
     after = frozen_snapshot(trainer)
     assert all(torch.equal(before[k], after[k]) for k in before), "a frozen backbone tensor changed"
-    saved = load_file(str(out / "checkpoints" / "last" / "trainable.safetensors"))
+    saved = checkpoint_state(out / "checkpoints" / "last")
     assert set(saved) == set(system.trainable_state_dict())
     assert set(trainable) <= set(saved)
     assert not any(".backbone." in k for k in saved)
@@ -186,8 +189,8 @@ def test_image_text_retrieval_karpathy_flickr30k(tmp_path: Path) -> None:
 
     assert len(trainer.data.train) == 16 and len(trainer.data.train.items) == 8  # 2 captions per image
     batch = trainer.collate([trainer.data.train[i] for i in range(4)])
-    assert batch["image_index"].tolist() == [0, 0, 1, 1]  # captions of one image are not negatives
-    assert batch["inputs"]["image"]["pixel_values"].shape == (4, 3, 64, 64)
+    assert batch.targets["image_index"].tolist() == [0, 0, 1, 1]  # captions of one image are not negatives
+    assert batch.towers["image"].inputs["pixel_values"].shape == (4, 3, 64, 64)
     assert trainer.system.task.max_violation  # switched to hardest negatives after epoch 0
     # The released recipe: augmented training batches, deterministic eval batches (squashed, not cropped),
     # BERT dropout on, the epoch-1 loss ramp; the cache refuses such a run and says why.
@@ -195,14 +198,14 @@ def test_image_text_retrieval_karpathy_flickr30k(tmp_path: Path) -> None:
     assert trainer.system.towers["text"].config.keep_backbone_dropout
     records = [trainer.data.train[i] for i in range(8)]
     torch.manual_seed(0)
-    first = trainer.train_collate(records)["inputs"]
-    second = trainer.train_collate(records)["inputs"]
-    assert not torch.equal(first["image"]["pixel_values"], second["image"]["pixel_values"])
-    assert not torch.equal(first["text"]["input_ids"], second["text"]["input_ids"])
-    assert torch.equal(trainer.collate(records)["inputs"]["text"]["input_ids"],
-                       trainer.collate(records)["inputs"]["text"]["input_ids"])
+    first = trainer.train_collate(records).towers
+    second = trainer.train_collate(records).towers
+    assert not torch.equal(first["image"].inputs["pixel_values"], second["image"].inputs["pixel_values"])
+    assert not torch.equal(first["text"].inputs["input_ids"], second["text"].inputs["input_ids"])
+    assert torch.equal(trainer.collate(records).towers["text"].inputs["input_ids"],
+                       trainer.collate(records).towers["text"].inputs["input_ids"])
     from unipt.cache.errors import CacheRefused
-    from unipt.cache.runtime import use_cache
+    from unipt.train.caching import use_cache
 
     with pytest.raises(CacheRefused, match=r"keep_backbone_dropout(.|\n)*data\.options\.augment"):
         use_cache(config, trainer.system, trainer.data, tmp_path / "cache")
@@ -249,15 +252,16 @@ def test_video_text_retrieval_msrvtt(tmp_path: Path) -> None:
     counts = [len(train[i]["video"]) for i in range(0, 6, 2)]
     assert counts == [2, 3, 4]  # 2 and 3 real frames, 5 sampled down to max_frames=4
     batch = trainer.collate([train[i] for i in range(0, 6, 2)])
-    assert batch["frames_per_item"] == {"video": 4}
-    assert batch["inputs"]["video"]["pixel_values"].shape == (12, 3, 32, 32)
-    assert batch["video_mask"].sum(1).tolist() == [2.0, 3.0, 4.0]
-    assert batch["video_index"].tolist() == [0, 1, 2]
+    video = batch.towers["video"]
+    assert video.frames_per_item == 4 and batch.towers["text"].frames_per_item is None
+    assert video.inputs["pixel_values"].shape == (12, 3, 32, 32)
+    assert video.frame_mask.sum(1).tolist() == [2.0, 3.0, 4.0]
+    assert batch.targets["video_index"].tolist() == [0, 1, 2]
     trainer.system.eval()
     with torch.no_grad():
         streams = trainer.system.features(batch)
     assert streams["video"].last_hidden_state.shape == (3, 4, 32)
-    assert torch.equal(streams["video"].attention_mask, batch["video_mask"])
+    assert torch.equal(streams["video"].attention_mask, video.frame_mask)
     assert len(trainer.data.eval) == 4  # the JSFUSION test pairs
     check_run(trainer, result, before, retrieval_ranges("v", "t", gallery=4))
     assert_recalls_ordered(result.best_metrics, "v", "t")
@@ -279,13 +283,13 @@ def clipvil_overrides(tmp_path: Path, checkpoint: Path, backbone_options: str, o
 def check_clipvil_system(trainer: Trainer, checkpoint: Path) -> None:
     """The `clipvil` preset on the single-stream encoder (4,736,641 side parameters at the paper's widths),
     BERT dropout kept on, and the answer head from the pre-trained QA head by answer-table surgery."""
+    from unipt.builder import build_side_network
     from unipt.models.clipvil import CLIPViLUniPT
-    from unipt.nn import build_side_network
 
     tower = trainer.system.towers["joint"]
     assert isinstance(tower, CLIPViLUniPT) and set(trainer.system.towers) == {"joint"}
     cfg = tower.config
-    assert cfg.preset == "clipvil" and cfg.keep_backbone_dropout and cfg.in_widths == [32] * 3
+    assert cfg.preset == "clipvil" and cfg.keep_backbone_dropout and tower.resolved.in_widths == [32] * 3
     paper = UniPTConfig(**{**cfg.to_dict(), "in_widths": [768] * 13})
     assert sum(p.numel() for p in build_side_network(paper).parameters()) == 4_736_641
     assert not trainer.system.fusions
@@ -315,9 +319,9 @@ def test_vqa_v2_clipvil(tmp_path: Path) -> None:
     answers = trainer.data.answer_index
     assert answers is not None and {"yes", "red", "green", "blue", "yellow"} <= set(answers)
     batch = trainer.collate([trainer.data.train[i] for i in range(2)])
-    assert batch["inputs"]["joint"]["pixel_values"].shape == (2, 3, 32, 32)
-    assert batch["inputs"]["joint"]["input_ids"].shape == (2, 20)  # padded to max_length, as released
-    scores = batch["answer_scores"]  # 8 of 10 humans: 1.0, 2 of 10: 2/3 (VQA soft score)
+    assert batch.towers["joint"].inputs["pixel_values"].shape == (2, 3, 32, 32)
+    assert batch.towers["joint"].inputs["input_ids"].shape == (2, 20)  # padded to max_length, as released
+    scores = batch.targets["answer_scores"]  # 8 of 10 humans: 1.0, 2 of 10: 2/3 (VQA soft score)
     assert scores[0, answers["red"]] == 1.0 and scores[0, answers["dark red"]] == pytest.approx(2 / 3)
     before = frozen_snapshot(trainer)
     result = trainer.fit()
@@ -339,8 +343,8 @@ def test_gqa_clipvil_from_feature_files(tmp_path: Path) -> None:
     answers = trainer.data.answer_index
     assert answers is not None and {"square", "circle", "red"} <= set(answers)
     batch = trainer.collate([trainer.data.train[i] for i in range(2)])
-    assert batch["label"].tolist() == [answers["red"], answers["square"]]
-    assert batch["inputs"]["joint"]["visual_feats"].shape == (2, 16, 3, 3) and "image" not in trainer.data.train[0]
+    assert batch.targets["label"].tolist() == [answers["red"], answers["square"]]
+    assert batch.towers["joint"].inputs["visual_feats"].shape == (2, 16, 3, 3) and "image" not in trainer.data.train[0]
     before = frozen_snapshot(trainer)
     result = trainer.fit()
     check_run(trainer, result, before, {"accuracy": (0.0, 100.0)})
@@ -389,7 +393,7 @@ def test_image_classification_imagefolder(tmp_path: Path) -> None:
     })
     trainer, result, before = fit(config)
     assert trainer.data.train.class_names == ["blue", "red"]
-    assert trainer.system.towers["image"].config.input_kind == "spatial"
+    assert trainer.system.towers["image"].resolved.input_kind == "spatial"
     check_run(trainer, result, before, {"accuracy": (0.0, 100.0), "macro_f1": (0.0, 100.0)})
 
 
@@ -455,8 +459,7 @@ def assert_same_run(a: Trainer, ra: FitResult, b: Trainer, rb: FitResult) -> Non
     """Same final (``last``) and ``best`` trainable weights, losses and metrics. The weights are read from
     the checkpoints: after ``fit`` the system holds the best weights (reloaded for the test split)."""
     for tag in ("last", "best"):
-        wa, wb = (load_file(str(Path(t.config.train.output_dir) / "checkpoints" / tag / "trainable.safetensors"))
-                  for t in (a, b))
+        wa, wb = (checkpoint_state(Path(t.config.train.output_dir) / "checkpoints" / tag) for t in (a, b))
         assert set(wa) == set(wb)
         different = [k for k in wa if not torch.allclose(wa[k], wb[k], atol=1e-6, rtol=0)]
         assert not different, (tag, different)

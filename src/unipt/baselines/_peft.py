@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from unipt.baselines._features import backbone_features, final_feature_layer, token_output
-from unipt.baselines.base import AdaptedMethod
-from unipt.outputs import AdaptedOutput
+from unipt.method import AdaptedMethod
+from unipt.outputs import AdaptedOutput, token_output
+from unipt.taps.features import backbone_features, final_feature_layer
 
 # Attention projections that LoRA targets by default, most specific first; the first group whose every
 # name exists among the backbone's linear layers wins.
@@ -108,7 +108,7 @@ class PeftMethod(AdaptedMethod):
         return sorted(names)
 
     def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:
-        features = backbone_features(self.backbone, args, backbone_inputs, self.final_layer)
+        features = backbone_features(self.backbone, backbone_inputs, self.final_layer, args)
         return token_output(features, backbone_inputs.get("attention_mask"))  # type: ignore[arg-type]
 
     def saved_state_dict(self) -> dict[str, torch.Tensor]:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
-from unipt.baselines._features import token_output
-from unipt.baselines.base import AdaptedMethod
 from unipt.config import UniPTConfig
 from unipt.fingerprint import fingerprint
-from unipt.outputs import AdaptedOutput
-from unipt.taps import BackboneTapper, Taps, discover_widths, fill_config_widths
+from unipt.method import FrozenTapMethod
+from unipt.outputs import AdaptedOutput, token_output
+from unipt.taps import BackboneTapper, Taps, resolve_taps
 
 
-class FrozenProbe(AdaptedMethod):
+class FrozenProbe(FrozenTapMethod):
     """Frozen backbone under ``torch.no_grad()``; returns its final features as tokens.
 
     The probe taps the backbone exactly as UniPT's automatic selection does and keeps only the last tap,
@@ -28,20 +29,18 @@ class FrozenProbe(AdaptedMethod):
     def __init__(self, backbone: nn.Module, *, backbone_train_mode: bool = False, probe_size: int = 224) -> None:
         backbone.requires_grad_(False)
         super().__init__(backbone, backbone_train_mode=backbone_train_mode)
-        self.config = UniPTConfig(probe_size=probe_size)
-        self.tapper = BackboneTapper(backbone, self.config)
-        fill_config_widths(self.config, discover_widths(self.tapper, None))
+        self.resolved = resolve_taps(backbone, UniPTConfig(probe_size=probe_size))
+        self.tapper = BackboneTapper(backbone, self.resolved)
         self.backbone_fingerprint = fingerprint(backbone)  # lets an activation cache check its identity
-
-    def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:
-        if args:
-            backbone_inputs = {"pixel_values": args[0], **backbone_inputs}
-        return self.adapt(self.tap(**backbone_inputs))
 
     def tap(self, **backbone_inputs: object) -> Taps:
         """Run the frozen backbone under ``torch.no_grad()`` and return its taps."""
         return self.tapper(backbone_inputs)
 
-    def adapt(self, taps: Taps) -> AdaptedOutput:
+    def adapt(self, taps: Taps, consume: bool = False) -> AdaptedOutput:
         """Features from taps computed earlier (e.g. read from an activation cache)."""
         return token_output(taps.hidden[-1], taps.mask)
+
+    def tap_identity(self) -> dict[str, Any]:
+        """The same tap selection as UniPT's automatic one (so one activation cache serves both)."""
+        return self.resolved.to_dict()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unipt.baselines._features import backbone_features, final_feature_layer, token_output
-from unipt.baselines.base import AdaptedMethod
-from unipt.outputs import AdaptedOutput
+from unipt.method import AdaptedMethod
+from unipt.outputs import AdaptedOutput, token_output
+from unipt.taps.features import backbone_features, final_feature_layer
 
 
 class FullFineTuning(AdaptedMethod):
@@ -26,7 +26,7 @@ class FullFineTuning(AdaptedMethod):
         self.final_layer = final_feature_layer(backbone, probe_size)  # CNN classifiers: their last stage
 
     def forward(self, *args: object, **backbone_inputs: object) -> AdaptedOutput:
-        features = backbone_features(self.backbone, args, backbone_inputs, self.final_layer)
+        features = backbone_features(self.backbone, backbone_inputs, self.final_layer, args)
         return token_output(features, backbone_inputs.get("attention_mask"))  # type: ignore[arg-type]
 
     def saved_state_dict(self) -> dict[str, torch.Tensor]:

@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unipt.baselines._features import as_tokens, collect_hidden_states, is_hf_model, token_output
-from unipt.baselines.base import AdaptedMethod
-from unipt.outputs import AdaptedOutput
+from unipt.method import AdaptedMethod
+from unipt.outputs import AdaptedOutput, as_tokens, token_output
+from unipt.taps.auto import find_cnn_stages, is_hf_model, probe_inputs
+from unipt.taps.features import collect_hidden_states
 
 
 class PointwiseBlock(nn.Module):
@@ -85,7 +86,7 @@ def _probe_taps(
         backbone.eval()
         try:
             with torch.no_grad():
-                hidden, _ = collect_hidden_states(backbone, (), dict(example_inputs), layer_names)
+                hidden, _ = collect_hidden_states(backbone, dict(example_inputs), layer_names)
         finally:
             backbone.train(was_training)
         is_map = hidden[-1].dim() == 4
@@ -101,8 +102,6 @@ def _auto_stages(
     backbone: nn.Module, example_inputs: Mapping[str, Any] | None, max_stages: int, probe_size: int
 ) -> tuple[list[str], Mapping[str, Any]]:
     """Spatial stages of a plain CNN (shallow to deep) and the inputs that found them."""
-    from unipt.taps.auto import find_cnn_stages, probe_inputs
-
     inputs = dict(example_inputs) if example_inputs is not None else probe_inputs(backbone, probe_size)
     was_training = backbone.training
     backbone.eval()  # the probe must not touch BatchNorm statistics
@@ -196,7 +195,7 @@ class LadderSideTuning(AdaptedMethod):
         mask = backbone_inputs.get("attention_mask")
         # The whole backbone (and the pooling of its maps) records no graph: nothing is saved in it.
         with torch.no_grad():
-            hidden, _ = collect_hidden_states(self.backbone, args, backbone_inputs, self.layer_names)
+            hidden, _ = collect_hidden_states(self.backbone, backbone_inputs, self.layer_names, args)
             taps = self._side_inputs(hidden)
         padding = (mask == 0) if (mask is not None and not self.is_map) else None
         gates = self.gate_values()

@@ -6,7 +6,7 @@ the tensors that *must* exist, so two methods can be compared on any machine, CP
 * :class:`SavedActivationMeter`: bytes of tensors autograd keeps for backward (the activation memory
   that UniPT and LST avoid inside the backbone).
 * :func:`parameter_bytes`, :func:`gradient_bytes`, :func:`optimizer_state_bytes`: the static parts.
-* :func:`saved_state_dict`: what a method's checkpoint would contain, for any method (duck-typed).
+* :func:`saved_state_dict`: what a method's checkpoint would contain.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import threading
 import weakref
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
 
 import torch
 from torch import nn
+
+from unipt.method import AdaptedMethod
+from unipt.parameters import count_parameters
 
 StorageKey = tuple[str, int]
 
@@ -175,22 +177,14 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 def trainable_count(model: nn.Module) -> int:
     """Trainable scalars of any model (shared tensors once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_parameters(model).trainable
 
 
 def saved_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What ``model``'s checkpoint contains, for any method.
-
-    Uses ``model.saved_state_dict()`` when the method defines it (the baselines do); otherwise a
-    ``side`` sub-network (UniPT's ``save_pretrained`` writes exactly ``side.state_dict()``); otherwise
-    the trainable parameters.
-    """
-    saver: Any = getattr(model, "saved_state_dict", None)
-    if callable(saver):
-        return dict(saver())
-    side = getattr(model, "side", None)
-    if isinstance(side, nn.Module):
-        return {f"side.{k}": v.detach() for k, v in side.state_dict().items()}
+    """What ``model``'s checkpoint contains: :meth:`AdaptedMethod.saved_state_dict` for a method (UniPT:
+    its side network), otherwise the trainable parameters of any module."""
+    if isinstance(model, AdaptedMethod):
+        return dict(model.saved_state_dict())
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 

@@ -8,6 +8,7 @@ Examples::
     unipt bench scaling                    # depth 6/12/24 and batch 4..32 on a random BERT -> benchmarks/results
     unipt bench gpu --device cuda          # full-size backbones on one GPU (benchmarks/gpu.sh)
     unipt bench micro --methods full,lora,unipt   # one random-BERT workload, cost only
+    unipt bench multitask configs/tuxpaint_multitask.yaml   # several tasks on one backbone pass vs separate runs
     unipt bench length                     # UniPT kernels vs LoRA / full at L = 32..2048 -> benchmarks/results
     unipt bench length --models minilm --lengths 32,128 --rounds 3 --out runs/length   # a quick look
     unipt bench causal                     # decoder LMs: SmolLM2-135M at 256/512/1024 tokens + a 1B Llama
@@ -21,6 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from unipt.bench import causal_lm as causal_bench
+from unipt.bench import gpu, multitask
+from unipt.bench.gpu import run_gpu
+from unipt.bench.length import METHODS, LengthOptions, output_paths, run_length_sweep
+from unipt.bench.report import format_markdown, write_report
+from unipt.bench.run import run_benchmark
+from unipt.bench.scaling import ScalingOptions, run_scaling_sweeps, write_scaling
+from unipt.bench.suite_report import run_suites
+from unipt.bench.workload import tiny_bert_workload
 from unipt.io_streams import add_format_argument, emit, emit_file, results_only_stdout
 
 DEFAULT_METHODS = "frozen,full,bitfit,lora,ia3,lst,unipt"
@@ -48,8 +58,6 @@ def _names(text: str | None) -> list[str] | None:
 
 # ------------------------------------------------------------------------------------------ commands
 def _suite(args: argparse.Namespace) -> int:
-    from unipt.bench.suite_report import run_suites
-
     set_threads(args.threads)
     code = run_suites(args)
     out = Path(args.out)
@@ -63,8 +71,6 @@ def _quick(args: argparse.Namespace) -> int:
 
 
 def _scaling(args: argparse.Namespace) -> int:
-    from unipt.bench.scaling import ScalingOptions, run_scaling_sweeps, write_scaling
-
     opts = ScalingOptions(
         depths=_ints(args.depths), batches=_ints(args.batches), hidden=args.hidden, heads=args.heads,
         seq_len=args.seq_len, layers=args.layers, batch_size=args.batch_size,
@@ -81,10 +87,6 @@ def _scaling(args: argparse.Namespace) -> int:
 
 
 def _micro(args: argparse.Namespace) -> int:
-    from unipt.bench.report import format_markdown, write_report
-    from unipt.bench.run import run_benchmark
-    from unipt.bench.workload import tiny_bert_workload
-
     workload = tiny_bert_workload(hidden=args.hidden, layers=args.layers, heads=args.heads, seq_len=args.seq_len,
                                   batch_size=args.batch_size)
     set_threads(args.threads)
@@ -98,8 +100,6 @@ def _micro(args: argparse.Namespace) -> int:
 
 
 def _length(args: argparse.Namespace) -> int:
-    from unipt.bench.length import LengthOptions, output_paths, run_length_sweep
-
     set_threads(args.threads)
     opts = LengthOptions(
         models=tuple(_names(args.models) or ()), lengths=_ints(args.lengths), batch=args.batch, tokens=args.tokens,
@@ -118,8 +118,6 @@ def _length(args: argparse.Namespace) -> int:
 
 def length_arguments(p: argparse.ArgumentParser, out: str = "benchmarks/results") -> None:
     """Options of ``unipt bench length`` (also used by the GPU script's driver)."""
-    from unipt.bench.length import METHODS
-
     p.add_argument("--models", default="minilm,random-bert", help="comma-separated: minilm, random-bert, tiny")
     p.add_argument("--lengths", default="32,128,512,2048",
                    help="sequence lengths; lengths beyond a model's positions are skipped (MiniLM: 512)")
@@ -143,15 +141,7 @@ def length_arguments(p: argparse.ArgumentParser, out: str = "benchmarks/results"
     add_format_argument(p, default="md")
 
 
-def _causal(args: argparse.Namespace) -> int:
-    from unipt.lm.bench import run_causal_bench
-
-    return run_causal_bench(args)
-
-
 def _gpu(args: argparse.Namespace) -> int:
-    from unipt.bench.gpu import run_gpu
-
     code = run_gpu(args)
     out = Path(args.out)
     if code == 0:
@@ -195,8 +185,6 @@ def _sizes_arguments(p: argparse.ArgumentParser, layers: int, batch: int) -> Non
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``bench`` with its sub-commands to the ``unipt`` command's sub-parsers; returns the ``bench`` parser."""
-    from unipt.bench import gpu
-
     bench = subparsers.add_parser("bench", help="side-by-side cost / accuracy benchmarks of every method",
                                   description=__doc__.splitlines()[0])
     sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -226,12 +214,14 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     length_arguments(p)
     p.set_defaults(func=_length)
 
-    from unipt.lm import bench as causal
+    p = sub.add_parser("multitask", help="several tasks on one backbone pass vs each task trained alone")
+    multitask.add_arguments(p)
+    p.set_defaults(func=multitask.run)
 
     p = sub.add_parser("causal", help="decoder LMs: UniPT (fp32 / int8 backbone) vs LoRA vs full, by length",
-                       description=causal.__doc__.splitlines()[0])
-    causal.add_arguments(p)
-    p.set_defaults(func=_causal)
+                       description=causal_bench.__doc__.splitlines()[0])
+    causal_bench.add_arguments(p)
+    p.set_defaults(func=causal_bench.run_causal_bench)
 
     p = sub.add_parser("gpu", help="full-size random backbones at paper batch sizes on one GPU")
     gpu.add_arguments(p)

@@ -34,12 +34,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from unipt.bench.accounting import saved_state_bytes
+from unipt.bench.length import LengthOptions, run_length_sweep
+from unipt.bench.length_report import format_length
 from unipt.bench.memory import peak_of
+from unipt.bench.report import format_markdown, plot_report
 from unipt.bench.results import BenchmarkReport, MethodResult
-from unipt.bench.run import REFERENCE, _variant, account_step
+from unipt.bench.run import REFERENCE, account_step
 from unipt.bench.targets import check_targets, checks_from_dicts, format_targets
 from unipt.bench.timing import inference_forward, time_interleaved
 from unipt.bench.workload import MethodSpec, Workload, build_training_step, random_text_batch
+from unipt.parameters import count_parameters
 
 _IA3 = {
     "bert": {"target_modules": ["key", "value", "output.dense"], "feedforward_modules": ["output.dense"]},
@@ -147,9 +152,9 @@ def run_case(case: GpuCase, *, device: str = "cuda", amp_dtype: torch.dtype | No
             acc = account_step(step)
             peak = peak_of(step, spec.key, steps=memory_steps, device=device)
             rows[spec.key] = MethodResult(
-                method=spec.key, variant=_variant(step.model, spec),
-                trainable_params=sum(p.numel() for p in step.model.parameters() if p.requires_grad),
-                total_params=sum(p.numel() for p in step.model.parameters()),
+                method=spec.key, variant=step.model.variant,
+                trainable_params=count_parameters(step.model).trainable,
+                total_params=count_parameters(step.model).total,
                 saved_bytes=_saved(step.model), **acc, peak_bytes=peak.peak_delta_bytes, peak_backend=peak.backend,
             )
             steps[spec.key] = step
@@ -205,8 +210,6 @@ def run_case(case: GpuCase, *, device: str = "cuda", amp_dtype: torch.dtype | No
 
 
 def _saved(model: nn.Module) -> int:
-    from unipt.bench.accounting import saved_state_bytes
-
     return saved_state_bytes(model)
 
 
@@ -239,8 +242,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_gpu(args: argparse.Namespace) -> int:
     """Run every case, print and write ``gpu.md`` / ``gpu.json`` (+ one PNG per backbone)."""
-    from unipt.bench.report import format_markdown, plot_report
-
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("unipt bench gpu: CUDA is not available; use --device cpu --tiny for a smoke test")
         return 2
@@ -279,9 +280,6 @@ def _write_tables(out: Path, reports: list[BenchmarkReport], sections: list[str]
 
 def _length_sweep(args: argparse.Namespace) -> None:
     """The sequence-length sweep on this device into ``<out>/length.*`` (tiny model and lengths with --tiny)."""
-    from unipt.bench.length import LengthOptions, run_length_sweep
-    from unipt.bench.length_report import format_length
-
     tiny = bool(args.tiny)
     opts = LengthOptions(
         models=("tiny",) if tiny else tuple(m for m in args.length_models.split(",") if m),

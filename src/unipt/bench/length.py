@@ -29,10 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from unipt.backbones import load_backbone
+from unipt.bench.isolate import run_isolated
 from unipt.bench.length_report import LengthPoint, LengthReport, length_targets, write_length_report
 from unipt.bench.memory import PeakMemory, measure_peak_memory, peak_of
 from unipt.bench.results import BenchmarkReport, MethodResult
 from unipt.bench.run import REFERENCE, account_step
+from unipt.bench.suite_report import machine_description
 from unipt.bench.timing import inference_forward, time_interleaved
 from unipt.bench.workload import MethodSpec, Workload, build_training_step, random_text_batch
 
@@ -70,8 +73,6 @@ def _dropout_off(model: nn.Module) -> nn.Module:
 
 def minilm_backbone() -> nn.Module:
     """The packaged all-MiniLM-L6-v2 encoder with dropout off."""
-    from unipt.backbones import load_backbone
-
     return _dropout_off(load_backbone("minilm").model)
 
 
@@ -178,8 +179,6 @@ def inference_peak_in_this_process(workload: Workload, steps: int = 2, device: s
 
 
 def _isolated_inference_peak(workload: Workload, opts: LengthOptions) -> PeakMemory:
-    from unipt.bench.isolate import run_isolated
-
     return run_isolated(inference_peak_in_this_process, workload, opts.memory_steps, "cpu", threads=opts.threads,
                         timeout_s=600.0)
 
@@ -270,8 +269,6 @@ def _inspect(model: LengthModel) -> tuple[str, int]:
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
-    from unipt.bench.suite_report import machine_description
-
     return machine_description()
 
 

@@ -12,9 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from unipt.bench.planner import BASELINES, MethodPlan
+from unipt.bench.planner import BASELINES, MethodPlan, measure_method, plan_config
 from unipt.io_streams import add_format_argument, emit
 from unipt.overrides import add_set_argument
+from unipt.train.causal_guard import refuse_causal_lm
+from unipt.train.config import apply_override, load_run_config
 
 MIB = float(2**20)
 
@@ -105,10 +107,6 @@ def run_plan_command(args: argparse.Namespace) -> int:
     """Plan (and optionally measure) every method; print the table; write JSON if asked."""
     import torch
     import yaml
-
-    from unipt.bench.planner import measure_method, plan_config
-    from unipt.lm.cli import refuse_causal_lm
-    from unipt.train.config import apply_override, load_run_config
 
     refuse_causal_lm(load_run_config(args.config, args.set), "plan",  # validates the file and the overrides
                      "`unipt bench causal` measures decoder LMs' memory by method and length")

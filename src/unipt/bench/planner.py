@@ -39,9 +39,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from accelerate.utils import set_seed
 
-from unipt.bench.accounting import SavedActivationMeter, tensor_bytes
+from unipt.batch import Batch
+from unipt.bench.accounting import SavedActivationMeter, optimizer_state_bytes, tensor_bytes
 from unipt.bench.allocations import cuda_rounded, record_allocations
+from unipt.bench.isolate import run_isolated
+from unipt.bench.memory import peak_of
+from unipt.bench.system_step import SystemStep, first_records
+from unipt.preprocess import TextPreprocessor
+from unipt.train.batching import Collator
+from unipt.train.config import RunConfig
+from unipt.train.data import load_run_data
+from unipt.train.optim import build_optimizer
+from unipt.train.system import build_system
 
 BASELINES = ("unipt", "frozen", "full", "lora", "lst")
 CONFIGURED = "as configured"
@@ -117,8 +128,6 @@ def own_method(config_data: dict[str, Any]) -> str:
 
 def worst_case_towers(tower_info: dict[str, tuple[str, Any]]) -> dict[str, tuple[str, Any]]:
     """The towers' readers with text padded to ``max_length`` (the longest batch a run can meet)."""
-    from unipt.preprocess import TextPreprocessor
-
     out = {}
     for name, (record_field, backbone) in tower_info.items():
         prep = backbone.preprocess
@@ -145,41 +154,26 @@ class PlanSession:
     """A run config's data, loaded once: builds each method's training step and batches of any size."""
 
     def __init__(self, config_data: dict[str, Any]) -> None:
-        from unipt.train.config import RunConfig
-        from unipt.train.data import load_run_data
-
         self.config_data = copy.deepcopy(config_data)
         self.config = RunConfig.from_dict(copy.deepcopy(config_data))
         self.data = load_run_data(self.config)
         self.batch_size = self.config.train.batch_size
 
     def records(self, count: int) -> list[dict[str, Any]]:
-        from unipt.bench.system_step import first_records
-
         return first_records(self.data.train, count)
 
     def build(self, method: str, device: str = "cpu") -> Any:
         """The method's :class:`~unipt.bench.system_step.SystemStep` (batch unset: see :meth:`batch`)."""
-        from accelerate.utils import set_seed
-
-        from unipt.bench.system_step import SystemStep
-        from unipt.train.config import RunConfig
-        from unipt.train.optim import build_optimizer
-        from unipt.train.system import build_system
-
         config = RunConfig.from_dict(config_for_method(self.config_data, method))
         set_seed(config.train.seed)
         system = build_system(config, task_options=dict(self.data.task_options)).to(device)
         system.train()
         return SystemStep(method, system, {}, build_optimizer(system, config.optim))
 
-    def batch(self, step: Any, size: int, device: str = "cpu") -> dict[str, Any]:
+    def batch(self, step: Any, size: int, device: str = "cpu") -> Batch:
         """The first ``size`` training records, collated as a run would, text padded to ``max_length``."""
-        from unipt.bench.system_step import _move
-        from unipt.train.batching import Collator
-
         collate = Collator(worst_case_towers(step.model.tower_info), self.data.answer_index)
-        return _move(collate(self.records(size)), device)
+        return collate(self.records(size)).to(device)
 
 
 # ------------------------------------------------------------------------------ probing and predicting
@@ -188,6 +182,8 @@ def _tensors(value: Any) -> list[torch.Tensor]:
         return [value]
     if isinstance(value, dict):
         return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, Batch):
+        return [t for tower in value.towers.values() for t in _tensors(tower.inputs)] + _tensors(value.targets)
     return []
 
 
@@ -196,7 +192,7 @@ def _rounded(tensors: Sequence[torch.Tensor]) -> int:
     return sum(cuda_rounded(n) for n in sizes.values())
 
 
-def probe_step(step: Any, batch: dict[str, Any]) -> Probe:
+def probe_step(step: Any, batch: Batch) -> Probe:
     """Run one warm-up step then one recorded step of ``step`` on ``batch`` (see the module docstring)."""
     step.batch = batch
     step()  # AdamW's state and every lazy initialisation exist before the recorded step
@@ -256,8 +252,6 @@ def _extrapolate(p1: Probe, p2: Probe, batch: int) -> tuple[int, int, float]:
 
 def plan_method(session: PlanSession, method: str, probe_batches: tuple[int, int] = (2, 4)) -> MethodPlan:
     """Predict ``method``'s peak training memory on the session's run config (CPU and CUDA)."""
-    from unipt.bench.accounting import optimizer_state_bytes
-
     batch_size = session.batch_size
     step = session.build(method)
     system = step.model
@@ -335,8 +329,6 @@ def measure_in_this_process(config_data: dict[str, Any], method: str, steps: int
     Only meaningful in a fresh process (see :mod:`unipt.bench.memory`); :func:`measure_method` runs it so,
     with :func:`return_freed_memory` set first.
     """
-    from unipt.bench.memory import peak_of
-
     return_freed_memory()
     session = PlanSession(config_data)
     step = session.build(method)
@@ -347,7 +339,5 @@ def measure_in_this_process(config_data: dict[str, Any], method: str, steps: int
 
 def measure_method(config_data: dict[str, Any], method: str, steps: int = 3, threads: int | None = None) -> int:
     """:func:`measure_in_this_process` in a fresh process (a preloaded forkserver, like the benchmarks)."""
-    from unipt.bench.isolate import run_isolated
-
     return int(run_isolated(measure_in_this_process, config_data, method, steps=steps, threads=threads,
                             timeout_s=1800.0))

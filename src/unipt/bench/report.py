@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from unipt.bench.results import BenchmarkReport, MethodResult, ScalingReport
+from unipt.bench.targets import checks_from_dicts, format_targets
 
 MIB = float(2**20)
 
@@ -89,8 +90,6 @@ def format_markdown(report: BenchmarkReport) -> str:
         lines.append(f"No `{report.reference_method}` row: ratios not available.")
     lines += [f"- {note}" for note in report.notes]
     if report.targets:
-        from unipt.bench.targets import checks_from_dicts, format_targets
-
         lines += ["", format_targets(checks_from_dicts(report.targets), f"Target checks ({report.workload})")]
     return "\n".join(lines) + "\n"
 

@@ -17,12 +17,12 @@ from unipt.bench.accounting import (
     optimizer_state_bytes,
     parameter_bytes,
     saved_state_bytes,
-    trainable_count,
 )
 from unipt.bench.memory import measure_peak_memory_all
 from unipt.bench.results import BenchmarkReport, MethodResult, ScalingPoint, ScalingReport
 from unipt.bench.timing import inference_forward, time_interleaved
 from unipt.bench.workload import MethodSpec, TrainingStep, Workload, as_specs, build_training_step
+from unipt.parameters import count_parameters
 
 REFERENCE = "backbone inference (reference)"
 
@@ -42,14 +42,6 @@ def account_step(step: TrainingStep | Any) -> dict[str, int]:
         "optimizer_state_bytes": optimizer_state_bytes(step.optimizer),
         "parameter_bytes": sum(parameter_bytes(m) for m in modules),
     }
-
-
-def _variant(model: torch.nn.Module, spec: MethodSpec) -> str:
-    variant = getattr(model, "variant", None)
-    if variant is None and spec.method == "unipt":
-        preset = getattr(getattr(model, "config", None), "preset", None)
-        variant = f"UniPT (preset {preset})" if preset else "UniPT"
-    return str(variant or type(model).__name__)
 
 
 def run_benchmark(
@@ -102,9 +94,9 @@ def run_benchmark(
         rows.append(
             MethodResult(
                 method=key,
-                variant=_variant(model, spec),
-                trainable_params=trainable_count(model),
-                total_params=sum(p.numel() for p in model.parameters()),
+                variant=model.variant,
+                trainable_params=count_parameters(model).trainable,
+                total_params=count_parameters(model).total,
                 saved_bytes=saved_state_bytes(model),
                 **accounting[key],
                 peak_bytes=peak.peak_delta_bytes if peak else None,

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from unipt.bench.accounting import saved_state_bytes
 from unipt.bench.isolate import IsolatedError, run_isolated
 from unipt.bench.memory import peak_of
 from unipt.bench.results import BenchmarkReport, MethodResult
@@ -35,6 +36,9 @@ from unipt.bench.suites import HEAD_LR, METHOD_LR, SuiteSpec
 from unipt.bench.system_step import ReferenceForward, SystemStep, build_system_step, load_batch_records
 from unipt.bench.targets import check_targets
 from unipt.bench.timing import time_interleaved
+from unipt.parameters import count_parameters
+from unipt.train import Trainer
+from unipt.train.config import RunConfig
 
 
 @dataclass
@@ -69,9 +73,6 @@ def train_worker(config_data: dict[str, Any], memory_steps: int) -> dict[str, An
         out["peak"] = peak.to_dict()
         del step, records
         gc.collect()
-    from unipt.train import Trainer
-    from unipt.train.config import RunConfig
-
     config = RunConfig.from_dict(config_data)
     shutil.rmtree(config.train.output_dir, ignore_errors=True)
     result = Trainer(config).fit()
@@ -96,16 +97,13 @@ def reference_worker(config_data: dict[str, Any], steps: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- parent side
 def _tower_summary(step: SystemStep) -> tuple[str, int, int]:
     """(variant, trainable params without the head, checkpoint bytes) over the system's towers."""
-    from unipt.baselines import method_variant
-    from unipt.bench.accounting import saved_state_bytes
-
     towers = step.model.towers
-    variants = {name: method_variant(m) for name, m in towers.items()}
+    variants = {name: m.variant for name, m in towers.items()}
     if len(set(variants.values())) == 1:  # one tower, or the same method on every tower
         variant = next(iter(variants.values())) + (f" (towers: {', '.join(variants)})" if len(variants) > 1 else "")
     else:
         variant = "; ".join(f"{name}: {v}" for name, v in variants.items())
-    trainable = sum(p.numel() for p in towers.parameters() if p.requires_grad)
+    trainable = count_parameters(towers).trainable
     saved = sum(saved_state_bytes(m) for m in towers.values())
     return variant, trainable, saved
 
@@ -125,7 +123,7 @@ def _measure_costs(spec: SuiteSpec, methods: Sequence[str], opts: SuiteOptions,
             step = build_system_step(configs[method], method, records=records, task_options=task_options)
             variant, trainable, saved = _tower_summary(step)
             rows[method] = {"variant": variant, "trainable_params": trainable, "saved_bytes": saved,
-                            "total_params": sum(p.numel() for p in step.model.parameters()),
+                            "total_params": count_parameters(step.model).total,
                             **account_step(step)}
             steps[method] = step
         except Exception as exc:  # keep the row, say why

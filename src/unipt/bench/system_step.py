@@ -11,20 +11,21 @@ The physical reference is a fresh copy of the towers' backbones running that bat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import nn
 
-
-def _move(value: Any, device: str | torch.device) -> Any:
-    """Tensors of a (nested) batch moved to ``device``; anything else unchanged."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, Mapping):
-        return {k: _move(v, device) for k, v in value.items()}
-    return value
+from unipt.batch import Batch, move
+from unipt.bench.accounting import tensor_bytes
+from unipt.taps.auto import call_backbone
+from unipt.train.batching import Collator
+from unipt.train.config import RunConfig
+from unipt.train.data import load_run_data
+from unipt.train.optim import build_optimizer
+from unipt.train.step import training_step
+from unipt.train.system import build_system, load_tower_backbone
 
 
 class SystemStep:
@@ -36,7 +37,7 @@ class SystemStep:
 
     head: nn.Module | None = None  # the task head lives inside the system
 
-    def __init__(self, name: str, system: nn.Module, batch: dict[str, Any], optimizer: torch.optim.Optimizer):
+    def __init__(self, name: str, system: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer):
         self.name = name
         self.model = system
         self.batch = batch
@@ -47,12 +48,7 @@ class SystemStep:
         return self.model(self.batch)["loss"]
 
     def __call__(self, forward_context: AbstractContextManager[Any] | None = None) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        with forward_context if forward_context is not None else nullcontext():
-            loss = self.loss()
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
+        return float(training_step(self.loss, self.optimizer, forward_context=forward_context).loss)
 
 
 def first_records(dataset: Any, count: int) -> list[dict[str, Any]]:
@@ -64,9 +60,6 @@ def first_records(dataset: Any, count: int) -> list[dict[str, Any]]:
 
 def load_batch_records(config_data: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The run's first training batch (records) and the task options its data implies (``num_classes``)."""
-    from unipt.train.config import RunConfig
-    from unipt.train.data import load_run_data
-
     config = RunConfig.from_dict(dict(config_data))
     data = load_run_data(config)
     return first_records(data.train, config.train.batch_size), dict(data.task_options)
@@ -87,18 +80,13 @@ def build_system_step(
     """
     from accelerate.utils import set_seed
 
-    from unipt.train.batching import Collator
-    from unipt.train.config import RunConfig
-    from unipt.train.optim import build_optimizer
-    from unipt.train.system import build_system
-
     config = RunConfig.from_dict(dict(config_data))
     if records is None:
         records, task_options = load_batch_records(config_data)
     set_seed(config.train.seed)
     system = build_system(config, task_options=dict(task_options or {})).to(device)
     system.train()
-    batch = _move(Collator(system.tower_info)(records), device)
+    batch = Collator(system.tower_info)(records).to(device)
     return SystemStep(name, system, batch, build_optimizer(system, config.optim))
 
 
@@ -111,10 +99,6 @@ class ReferenceForward:
 
     def __init__(self, config_data: Mapping[str, Any], records: list[dict[str, Any]],
                  device: str | torch.device = "cpu") -> None:
-        from unipt.train.batching import Collator
-        from unipt.train.config import RunConfig
-        from unipt.train.system import load_tower_backbone
-
         config = RunConfig.from_dict(dict(config_data))
         towers = {}
         for tower, spec in config.towers.items():
@@ -122,17 +106,14 @@ class ReferenceForward:
             backbone.model.to(device).eval().requires_grad_(False)
             towers[tower] = (spec.field or tower, backbone)
         self.backbones = {name: backbone.model for name, (_, backbone) in towers.items()}
-        self.inputs = _move(Collator(towers)(records)["inputs"], device)
+        inputs = Collator(towers).tower_inputs(records)
+        self.inputs = {name: move(tower.inputs, device) for name, tower in inputs.items()}
 
     @property
     def parameter_bytes(self) -> int:
-        from unipt.bench.accounting import tensor_bytes
-
         return tensor_bytes(p for m in self.backbones.values() for p in m.parameters())
 
     def __call__(self) -> None:
-        from unipt.taps.auto import call_backbone
-
         with torch.inference_mode():
             for name, model in self.backbones.items():
                 call_backbone(model, self.inputs[name])

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from unipt.outputs import AdaptedOutput, masked_mean
+from unipt.registry import build_method
+from unipt.train.step import training_step
 
 
 @dataclass(frozen=True)
@@ -112,17 +114,12 @@ class TrainingStep:
         return F.cross_entropy(self.head(self.model(**self.inputs)), self.labels)
 
     def __call__(self, forward_context: AbstractContextManager[Any] | None = None) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        amp = (
-            torch.autocast(self.labels.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else nullcontext()
-        )
-        with forward_context if forward_context is not None else nullcontext(), amp:
-            loss = self.loss()
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
+        def amp_loss() -> torch.Tensor:
+            amp = torch.autocast(self.labels.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+            with amp:
+                return self.loss()
+
+        return float(training_step(amp_loss, self.optimizer, forward_context=forward_context).loss)
 
 
 def build_training_step(
@@ -139,8 +136,6 @@ def build_training_step(
 
     Every method gets the same backbone weights, batch and head initialisation for a given ``seed``.
     """
-    from unipt.baselines import build_method
-
     torch.manual_seed(seed)
     backbone = workload.backbone_factory()
     batch = {k: v.to(device) for k, v in workload.batch_factory(workload.batch_size).items()}

@@ -1,4 +1,4 @@
-"""Build an activation cache: run the frozen backbones once over a split and store the taps in shards.
+"""Write an activation cache: run the frozen backbones once over a split and store the taps in shards.
 
 Shard ``i`` always holds records ``[i * R, (i + 1) * R)`` (``R`` = records per shard, fixed when the build
 starts), so a build can stop anywhere and resume: the manifest lists the finished shards (with their
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import PartialState
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from unipt.cache.errors import CacheMismatch
@@ -32,27 +32,22 @@ from unipt.cache.manifest import (
 )
 from unipt.cache.plan import probe_batch
 from unipt.cache.shards import DTYPES, concat_packs, layout_of, pack_taps, shard_name, write_shard
-from unipt.cache.source import CacheSource
-from unipt.train.config import RunConfig
-from unipt.train.loop import needs_cpu_flag
-from unipt.train.system import Tower
+from unipt.cache.source import TapSource
+from unipt.process import needs_cpu_flag
+from unipt.version import __version__
 
 
-def build_cache(config: RunConfig, out: str | os.PathLike[str], split: str = "train", *,
-                towers: dict[str, Tower] | None = None, dataset: Dataset | None = None, dtype: str = "fp32",
-                padding: bool = True, batch_size: int | None = None, records_per_shard: int | None = None,
-                shard_mb: float = 256.0, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Cache the taps of every UniPT tower of ``config`` over one split, into ``out/<split>/``.
+def write_cache(source: TapSource, out: str | os.PathLike[str], *, batch_size: int, dtype: str = "fp32",
+                padding: bool = True, records_per_shard: int | None = None, shard_mb: float = 256.0,
+                overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Cache the taps of ``source`` (one split of some towers) into ``out/<source.role>/``.
 
     Args:
-        config: the run config (towers, data); its ``train.num_workers`` loads records.
+        source: what to run and on which records (:class:`~unipt.cache.source.TapSource`).
         out: cache root; the split goes to ``out/train``, ``out/eval`` or ``out/test``.
-        split: ``train`` / ``eval`` / ``test`` (or the split's own name, e.g. ``val``).
-        towers: already built towers (default: built from ``config.towers``).
-        dataset: the split's records (default: loaded as the trainer does, with the size limit).
+        batch_size: build batch size.
         dtype: storage dtype ``fp32`` / ``fp16`` / ``bf16`` (taps are read back as fp32).
         padding: keep each record's padded rows (as its build batch had them); False stores real tokens only.
-        batch_size: build batch size (default ``train.eval_batch_size`` or ``train.batch_size``).
         records_per_shard: records per shard (default: about ``shard_mb`` MB, from a probe batch).
         overwrite: replace a cache built for something else instead of refusing it.
 
@@ -63,10 +58,8 @@ def build_cache(config: RunConfig, out: str | os.PathLike[str], split: str = "tr
         raise ValueError(f"unknown cache dtype {dtype!r}; use one of {sorted(DTYPES)}")
     state = PartialState(cpu=needs_cpu_flag())
     started = time.perf_counter()
-    source = CacheSource.from_config(config, split, towers, dataset)
     folder = Path(out) / source.role
-    size = batch_size or config.train.eval_batch_size or config.train.batch_size
-    storage = {"dtype": dtype, "padding": padding, "batch_size": size}
+    storage = {"dtype": dtype, "padding": padding, "batch_size": batch_size}
     identity = source.identity()
     existing = _existing(folder, identity, storage, records_per_shard, overwrite)
     if state.is_main_process:
@@ -106,7 +99,7 @@ def _existing(folder: Path, identity: dict[str, Any], storage: dict[str, Any], r
     raise CacheMismatch(str(folder), diffs + ["(pass --overwrite to replace this cache)"])
 
 
-def _prepare(folder: Path, source: CacheSource, identity: dict[str, Any], storage: dict[str, Any],
+def _prepare(folder: Path, source: TapSource, identity: dict[str, Any], storage: dict[str, Any],
              existing: dict[str, Any] | None, records_per_shard: int | None, shard_mb: float) -> None:
     """Rank 0: write the manifest skeleton (new build) or fold an interrupted build's progress into it."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,7 +115,7 @@ def _prepare(folder: Path, source: CacheSource, identity: dict[str, Any], storag
         records = len(source.dataset)
         existing = {
             "format_version": FORMAT_VERSION,
-            "unipt_version": _version(),
+            "unipt_version": __version__,
             "complete": False,
             "split": source.role,
             "identity": identity,
@@ -146,13 +139,13 @@ def _intact(folder: Path, entry: dict[str, Any]) -> bool:
     return path.is_file() and path.stat().st_size == entry["bytes"]
 
 
-def _build_shards(source: CacheSource, folder: Path, manifest: dict[str, Any], mine: list[int],
+def _build_shards(source: TapSource, folder: Path, manifest: dict[str, Any], mine: list[int],
                   state: PartialState, progress: bool) -> None:
     storage = manifest["storage"]
     per_shard, total = storage["records_per_shard"], manifest["num_records"]
     dtype, padding, size = DTYPES[storage["dtype"]], storage["padding"], storage["batch_size"]
     collate = source.collate()
-    workers = source.config.train.num_workers
+    workers = source.num_workers
     count = sum(min(total, (i + 1) * per_shard) - i * per_shard for i in mine)
     bar = tqdm(total=count, desc=f"cache {source.role}", unit="rec", disable=not (progress and state.is_main_process))
     finished: list[dict[str, Any]] = []
@@ -192,8 +185,3 @@ def _finish(folder: Path, world: int, seconds: float) -> dict[str, Any]:
         path.unlink()
     return manifest
 
-
-def _version() -> str:
-    from unipt import __version__
-
-    return __version__

@@ -1,34 +1,18 @@
-"""Collate cached records into the batches the trained system reads: ``batch["taps"][tower] = Taps``."""
+"""Collate cached records into the :class:`~unipt.batch.Batch` the trained system reads (taps, no inputs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from unipt.batch import Batch, TaskLabels, TowerBatch, collate_targets
 from unipt.taps import Taps
-from unipt.train.batching import Collator
 
 
-@dataclass
-class CachedTaps(Taps):
-    """:class:`Taps` that Accelerate can move to the training device (it calls ``.to(device)``)."""
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> CachedTaps:
-        def move(x: Any) -> Any:
-            if isinstance(x, torch.Tensor):
-                return x.to(device, non_blocking=non_blocking)
-            if isinstance(x, list):
-                return [move(v) for v in x]
-            return x
-
-        return CachedTaps(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
-
-
-def collate_taps(entries: Sequence[dict[str, Any]], dtype: torch.dtype = torch.float32) -> CachedTaps:
-    """Per-record taps of one tower -> batched :class:`CachedTaps`.
+def collate_taps(entries: Sequence[dict[str, Any]], dtype: torch.dtype = torch.float32) -> Taps:
+    """Per-record taps of one tower -> batched :class:`~unipt.taps.Taps`.
 
     Masked taps are right-padded with zeros to the longest record: ``hidden[j]`` ``[B, L, D_j]`` and
     ``mask`` ``[B, L]`` int64 (0 on padding). Other taps are stacked: ``[B, C, H, W]`` / ``[B, L, D]``.
@@ -51,30 +35,17 @@ def collate_taps(entries: Sequence[dict[str, Any]], dtype: torch.dtype = torch.f
     index = torch.stack([e["class_index"] for e in entries]).long() if first["class_index"] is not None else None
     decoder = [torch.stack([e["decoder_hidden"][k] for e in entries]).to(dtype)
                for k in range(len(first["decoder_hidden"]))]
-    return CachedTaps(hidden, mask, final, index, decoder)
+    return Taps(hidden, mask, final, index, decoder)
 
 
 class CacheCollator:
-    """Batches of :class:`~unipt.cache.CachedDataset` records: ``{"taps": {tower: CachedTaps}, "label": [B],
-    "image_index": [B], ...}`` (targets exactly as :class:`~unipt.train.batching.Collator` builds them)."""
+    """Batches of :class:`~unipt.cache.CachedDataset` records: every tower's taps and the targets the cache
+    stored (built exactly as for live records, :func:`unipt.batch.collate_targets`)."""
 
-    def __init__(self, answer_index: dict[str, int] | None = None):
-        self.targets = Collator({}, answer_index)
+    def __init__(self, answer_index: dict[str, int] | None = None, task_labels: TaskLabels | None = None):
+        self.answer_index, self.task_labels = answer_index, task_labels
 
-    def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        batch: dict[str, Any] = {"taps": {}, "inputs": {}, "frames_per_item": {}}
-        for tower in records[0]["taps"]:
-            batch["taps"][tower] = collate_taps([r["taps"][tower] for r in records])
-        batch.update(self.targets.targets([r["targets"] for r in records]))
-        return batch
-
-
-class RoutingCollator:
-    """Cached records go to ``cached``, raw records (a split without a cache) to ``live``."""
-
-    def __init__(self, cached: Callable[[Sequence[dict[str, Any]]], dict[str, Any]],
-                 live: Callable[[Sequence[dict[str, Any]]], dict[str, Any]]):
-        self.cached, self.live = cached, live
-
-    def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return self.cached(records) if "taps" in records[0] else self.live(records)
+    def __call__(self, records: Sequence[dict[str, Any]]) -> Batch:
+        towers = {tower: TowerBatch(taps=collate_taps([r["taps"][tower] for r in records]))
+                  for tower in records[0]["taps"]}
+        return Batch(towers, collate_targets([r["targets"] for r in records], self.answer_index, self.task_labels))

@@ -18,10 +18,8 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from unipt.cache.errors import CacheRefused
+from unipt.method import FrozenTapMethod
 
-# UniPTConfig fields that decide which activations are tapped and what ``Taps`` holds.
-TAP_FIELDS = ("taps", "decoder_taps", "tap_source", "input_kind", "in_widths", "decoder_widths", "final_width",
-              "max_stages", "final_output", "skip", "class_token")
 # Record fields the collator turns into task targets; copied into the manifest per record.
 TARGET_KEYS = ("label", "item_index", "answers", "answer", "box", "width", "height")
 # Record fields that hold decoded media (never hashed, never stored).
@@ -79,9 +77,10 @@ def dataset_fingerprint(dataset: Dataset, name: str, split: str, options: dict[s
             "records_sha256": digest.hexdigest()[:32]}
 
 
-def record_targets(record: dict[str, Any]) -> dict[str, Any]:
-    """The non-tensor targets of one loaded record (label, item_index, answers, box + image size)."""
-    targets = {k: jsonable(record[k]) for k in TARGET_KEYS if k in record}
+def record_targets(record: dict[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The non-tensor targets of one loaded record (label, item_index, answers, box + image size, and the
+    ``extra`` fields, e.g. the labels of other tasks)."""
+    targets = {k: jsonable(record[k]) for k in (*TARGET_KEYS, *extra) if k in record}
     if "box" in record and not (record.get("width") and record.get("height")):
         image = record.get("image")
         if image is None:
@@ -109,19 +108,16 @@ def _describe_tokenizer(tokenizer: Any) -> dict[str, Any]:
             "do_lower_case": getattr(tokenizer, "do_lower_case", None)}
 
 
-def tower_identity(name: str, field: str, backbone: Any, module: torch.nn.Module, method: str = "unipt"
-                   ) -> dict[str, Any]:
+def tower_identity(field: str, backbone: Any, module: FrozenTapMethod) -> dict[str, Any]:
     """Identity of one UniPT (or frozen-probe) tower: backbone name + fingerprint, tap selection, preprocessing and
     record field."""
     # The method is not part of the identity: the taps depend only on the backbone, the tap selection and
     # the preprocessing, so a cache built for a UniPT tower also serves a frozen probe on the same taps.
-    del method
-    config = module.config
     return {
         "backbone": backbone.name,
         "field": field,
         "fingerprint": dict(module.backbone_fingerprint),
-        "taps": {k: jsonable(getattr(config, k)) for k in TAP_FIELDS},
+        "taps": jsonable(module.tap_identity()),
         "preprocessing": describe_preprocess(backbone.preprocess),
     }
 
@@ -137,14 +133,15 @@ def check_cacheable(towers: dict[str, tuple[str, Any, torch.nn.Module, str]], da
     """
     reasons = []
     for name, (field, _, module, method) in towers.items():
-        if not (hasattr(module, "tap") and hasattr(module, "adapt")):
+        if not isinstance(module, FrozenTapMethod):
             reasons.append(f"tower {name!r} uses method {method!r}: only UniPT and frozen towers read frozen taps "
                            "(other methods change the backbone's activations while training)")
             continue
-        if module.config.keep_backbone_dropout:
-            reasons.append(f"tower {name!r} keeps backbone dropout (keep_backbone_dropout=True): its activations "
+        if module.backbone_train_mode:
+            option = "keep_backbone_dropout" if method == "unipt" else "backbone_train_mode"
+            reasons.append(f"tower {name!r} keeps backbone dropout ({option}=True): its activations "
                            f"change every epoch, a cache would freeze one draw; set "
-                           f"towers.{name}.options.keep_backbone_dropout=false")
+                           f"towers.{name}.options.{option}=false")
         if field == "video":
             reasons.append(f"tower {name!r} reads videos, which the cache does not store yet")
     transform = getattr(base_dataset(dataset), "transform", None) if dataset is not None else None

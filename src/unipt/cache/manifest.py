@@ -15,12 +15,11 @@ shard: index, file, record range, sha256, bytes, and the targets of its records)
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from unipt.cache.errors import CacheError
+from unipt.files import atomic_write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -28,15 +27,8 @@ ROLES = ("train", "eval", "test")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON through a temporary file + ``os.replace`` (a crash leaves the old file intact)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (a crash leaves the old file intact)."""
+    atomic_write_json(path, data)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -11,9 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from unipt.cache.shards import DTYPES, layout_of, pack_bytes, pack_taps
-from unipt.cache.source import CacheSource
-from unipt.train.config import RunConfig
-from unipt.train.system import Tower
+from unipt.cache.source import TapSource
 
 
 @dataclass
@@ -29,7 +27,7 @@ class Probe:
         return pack_bytes(self.pack) / self.records
 
 
-def probe_batch(source: CacheSource, batch_size: int, dtype: str, padding: bool, repeats: int = 2) -> Probe:
+def probe_batch(source: TapSource, batch_size: int, dtype: str, padding: bool, repeats: int = 2) -> Probe:
     """Load, preprocess and tap the first ``batch_size`` records; the time is the fastest of ``repeats``
     runs (the first run pays one-off warm-up costs that a long build does not)."""
     records = min(batch_size, len(source.dataset))
@@ -47,9 +45,8 @@ def probe_batch(source: CacheSource, batch_size: int, dtype: str, padding: bool,
     return Probe(pack, records, best)
 
 
-def plan_cache(config: RunConfig, split: str = "train", *, towers: dict[str, Tower] | None = None,
-               dtype: str = "fp32", padding: bool = True, batch_size: int | None = None) -> dict[str, Any]:
-    """Estimated size and build time of ``cache build`` for one split (single process).
+def estimate_cache(source: TapSource, *, batch_size: int, dtype: str = "fp32", padding: bool = True) -> dict[str, Any]:
+    """Estimated size and build time of caching ``source`` (single process).
 
     Returns:
         ``records``, ``batch_size``, ``bytes_per_record``, ``estimated_mb``, ``seconds_per_batch``,
@@ -58,8 +55,7 @@ def plan_cache(config: RunConfig, split: str = "train", *, towers: dict[str, Tow
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown cache dtype {dtype!r}; use one of {sorted(DTYPES)}")
-    source = CacheSource.from_config(config, split, towers)
-    size = batch_size or config.train.eval_batch_size or config.train.batch_size
+    size = batch_size
     probe = probe_batch(source, size, dtype, padding)
     records = len(source.dataset)
     batches = math.ceil(records / size)

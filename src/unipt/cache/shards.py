@@ -17,8 +17,6 @@ padding each record keeps the rows of its build batch (the padded rows are maske
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from unipt.cache.errors import CacheCorrupted
+from unipt.files import atomic_write
 from unipt.taps import Taps
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -85,17 +84,15 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def write_shard(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[str, int]:
-    """Write ``tensors`` to ``path`` through a temporary file + ``os.replace``; returns (sha256, bytes)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        digest, size = sha256_file(Path(tmp)), os.path.getsize(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest, size
+    """Write ``tensors`` to ``path`` atomically (:func:`unipt.files.atomic_write`); returns (sha256, bytes)."""
+    measured: list[tuple[str, int]] = []
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        measured.append((sha256_file(tmp), tmp.stat().st_size))
+
+    atomic_write(path, write)
+    return measured[0]
 
 
 class ShardReader:

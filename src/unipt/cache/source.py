@@ -1,90 +1,42 @@
-"""What a cache is built from: the run config's UniPT towers and one of its splits."""
+"""What a cache is written from: one split's records and the towers whose taps are stored.
+
+The cache knows nothing of run configs or the trainer: anything with these members can be cached
+(:class:`unipt.train.cache_source.CacheSource` builds one from a run config).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
-import torch
 from torch.utils.data import Dataset
 
-from unipt.cache.identity import check_cacheable, dataset_fingerprint, record_targets, tower_identity
-from unipt.cache.manifest import ROLES
-from unipt.train.batching import Collator
-from unipt.train.config import RunConfig
-from unipt.train.data import load_split as load_run_split
-from unipt.train.system import Tower, build_tower
+from unipt.taps import Taps
 
 
-def resolve_role(config: RunConfig, split: str) -> str:
-    """``train`` / ``eval`` / ``test``, also accepting the split's own name (``val`` -> ``eval``)."""
-    if split in ROLES:
-        return split
-    names = {"train": config.data.train_split, "eval": config.data.eval_split, "test": config.data.test_split}
-    for role, name in names.items():
-        if name == split:
-            return role
-    raise ValueError(f"unknown split {split!r}; use train, eval or test (this config: {names})")
+class TapSource(Protocol):
+    """One split to cache.
 
+    Attributes:
+        role: ``train``, ``eval`` or ``test`` (the split's folder in the cache).
+        dataset: the split's records (a record dataset, see :mod:`unipt.data`).
+        towers: the towers whose taps are stored, by name.
+        num_workers: DataLoader workers that load and collate records.
+    """
 
-def split_name(config: RunConfig, role: str) -> str | None:
-    return {"train": config.data.train_split, "eval": config.data.eval_split, "test": config.data.test_split}[role]
-
-
-def load_split(config: RunConfig, role: str) -> Dataset:
-    """The records of one run split, exactly as :func:`unipt.train.data.load_split` gives them to training
-    (size limit, the training split's class vocabulary)."""
-    return load_run_split(config, role)
-
-
-def split_fingerprint(config: RunConfig, role: str, dataset: Dataset) -> dict[str, Any]:
-    return dataset_fingerprint(dataset, config.data.dataset, split_name(config, role) or role, config.data.options)
-
-
-@dataclass
-class CacheSource:
-    """The towers to run (``{name: Tower}``), their identities, and one split's records."""
-
-    config: RunConfig
     role: str
-    towers: dict[str, Tower]
     dataset: Dataset
-
-    @classmethod
-    def from_config(cls, config: RunConfig, split: str = "train", towers: dict[str, Tower] | None = None,
-                    dataset: Dataset | None = None) -> CacheSource:
-        """Load the towers (unless given) and the split; refuse what a cache cannot reproduce."""
-        role = resolve_role(config, split)
-        towers = towers or {name: build_tower(name, spec) for name, spec in config.towers.items()}
-        check_cacheable({n: (t.field, t.backbone, t.module, config.towers[n].method) for n, t in towers.items()},
-                        dataset, config.data.options)
-        if dataset is None:
-            dataset = load_split(config, role)
-            check_cacheable({}, dataset, {})  # its image transform
-        for tower in towers.values():
-            tower.module.eval()
-        return cls(config, role, towers, dataset)
+    towers: Mapping[str, Any]
+    num_workers: int
 
     def identity(self) -> dict[str, Any]:
-        towers = {n: tower_identity(n, t.field, t.backbone, t.module, self.config.towers[n].method)
-                  for n, t in self.towers.items()}
-        return {"towers": towers, "dataset": split_fingerprint(self.config, self.role, self.dataset)}
+        """``{"towers": {name: identity}, "dataset": fingerprint}``, stored in the manifest and checked on read."""
+        ...
 
-    def collate(self) -> BuildCollate:
-        return BuildCollate(Collator({n: (t.field, t.backbone) for n, t in self.towers.items()}))
+    def collate(self) -> Callable[[Sequence[dict[str, Any]]], tuple[Any, list[dict[str, Any]]]]:
+        """A picklable collate: records -> (what :meth:`tap` reads, each record's targets)."""
+        ...
 
-    def tap(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def tap(self, batch: Any) -> dict[str, Taps]:
         """Run every tower's frozen backbone on one collated batch: ``{tower: Taps}``."""
-        with torch.no_grad():
-            return {name: tower.module.tap(**batch["inputs"][name]) for name, tower in self.towers.items()}
-
-
-class BuildCollate:
-    """Collate for building: the backbone inputs of every tower + each record's targets (picklable)."""
-
-    def __init__(self, collator: Collator):
-        self.collator = collator
-
-    def __call__(self, records: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        return {"inputs": self.collator(records)["inputs"]}, [record_targets(r) for r in records]
+        ...

@@ -17,16 +17,6 @@ from unipt.io_streams import add_format_argument, emit
 from unipt.train.config import RunConfig
 
 
-def is_causal_lm_run(config: RunConfig) -> bool:
-    return config.task.name == "causal_lm"
-
-
-def refuse_causal_lm(config: RunConfig, command: str, instead: str) -> None:
-    """Commands built for task heads do not cover decoder LMs yet: say so, and what to use."""
-    if is_causal_lm_run(config):
-        raise ValueError(f"`unipt {command}` does not cover task causal_lm yet; {instead}")
-
-
 def train_causal_lm(config: RunConfig, fmt: str = "json") -> int:
     from unipt.lm.train import LMTrainer
 

@@ -23,22 +23,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from transformers.utils import ModelOutput
 
 from unipt.config import UniPTConfig, check_causal_lm_fields
-from unipt.errors import DamagedFileError
-from unipt.files import atomic_write, read_safetensors, remove_stray_temp_files
-from unipt.fingerprint import architecture_fingerprint, architecture_hash, same_architecture, same_dtype
+from unipt.fingerprint import architecture_fingerprint
 from unipt.lm.backbone import (
     accepts,
     cache_argument,
@@ -50,8 +45,10 @@ from unipt.lm.backbone import (
     sampled_fingerprint,
 )
 from unipt.lm.quantize import DTYPES, apply_backbone_precision, frozen_weight_bytes
-from unipt.model import _GOOD_COPY, CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _version, require_compiler
-from unipt.nn.causal import CausalSideNetwork, SideCache
+from unipt.lm.side import build_causal_side_network, causal_side_width
+from unipt.model import require_compiler
+from unipt.nn.causal import SideCache
+from unipt.pretrained import check_backbone, read_meta, read_side_state, write_pretrained
 
 IGNORE_INDEX = -100
 
@@ -136,7 +133,7 @@ class UniPTForCausalLM(nn.Module):
         self.backbone = backbone
         self.config = config
         self._fill_widths()
-        self.side = CausalSideNetwork(config).to(DTYPES[config.side_dtype])
+        self.side = build_causal_side_network(config, config.in_widths).to(DTYPES[config.side_dtype])
         if config.compile:
             require_compiler()
             self.side.compile()  # in place: parameter names and saved files stay the same
@@ -294,20 +291,16 @@ class UniPTForCausalLM(nn.Module):
         precision = cfg.backbone_quantization
         if precision == "none":
             precision = cfg.backbone_dtype or "as loaded"
-        return f"UniPT causal LM (side width {cfg.resolved_side_width}, backbone {precision}, side {cfg.side_dtype})"
+        width = causal_side_width(cfg, cfg.in_widths)
+        return f"UniPT causal LM (side width {width}, backbone {precision}, side {cfg.side_dtype})"
 
     # ------------------------------------------------------------------------------- save / load
     def save_pretrained(self, directory: str | os.PathLike[str], model_card: bool = True, **card: Any) -> None:
         """Write ONLY the side network (safetensors) and the config (JSON), each atomically, and a model
         card ``README.md`` (``model_card=False``: none; ``card``: see :func:`unipt.model_card.model_facts`)."""
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stray_temp_files(out, (WEIGHTS_NAME, CONFIG_NAME))
-        state = {k: v.detach().contiguous().cpu() for k, v in self.side.state_dict().items()}
-        meta = {"format_version": FORMAT_VERSION, "unipt_version": _version(), "config": self.config.to_dict(),
-                "backbone": self.backbone_fingerprint}
-        atomic_write(out / WEIGHTS_NAME, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
-        atomic_write(out / CONFIG_NAME, lambda path: path.write_text(json.dumps(meta, indent=2)))
+        write_pretrained(out, self.side.state_dict(), {"config": self.config.to_dict(),
+                                                       "backbone": self.backbone_fingerprint})
         if model_card:
             from unipt.model_card import model_facts, write_card
 
@@ -326,28 +319,14 @@ class UniPTForCausalLM(nn.Module):
         """Rebuild a saved side network on ``backbone`` (given in the precision it was loaded in before
         training; the saved config re-applies ``backbone_dtype`` / ``backbone_quantization``)."""
         src = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (src / name).is_file():
-                raise FileNotFoundError(f"{src / name} not found: {src} is not a saved UniPT model")
-        try:
-            meta = json.loads((src / CONFIG_NAME).read_text())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise DamagedFileError(f"{src / CONFIG_NAME} is damaged ({err}); {_GOOD_COPY}") from err
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{src} was saved by a newer unipt (format {meta['format_version']}); upgrade unipt")
-        saved = meta.get("backbone", {})
-        if not same_architecture(saved, backbone):
-            raise ValueError(
-                f"{src} holds a side network trained on a different backbone ({saved.get('class')}, architecture "
-                f"{saved.get('architecture') or saved.get('structure')}); this backbone is {type(backbone).__name__} "
-                f"({architecture_hash(backbone)}). Load it onto the backbone it was trained with."
-            )
-        weights = read_safetensors(src / WEIGHTS_NAME, _GOOD_COPY)
+        meta = read_meta(src)
+        if meta.get("config", {}).get("task_type") != "causal_lm":
+            raise ValueError(f"{src} holds a side network for task heads, not a causal LM; load it with "
+                             "unipt.UniPTModel.from_pretrained(backbone, path)")
+        # of the weights as given (before the saved config casts or quantises them), as at save time
+        check_backbone(meta, backbone, sampled_fingerprint(backbone), src)
+        weights = read_side_state(src)
         model = cls(backbone, UniPTConfig.from_dict(meta["config"]))
-        if same_dtype(saved, backbone) and saved.get("weights") \
-                and saved["weights"] != model.backbone_fingerprint["weights"]:
-            warnings.warn(f"{src} was trained on the same architecture with other weights; outputs will differ",
-                          stacklevel=2)
         model.side.load_state_dict(weights)
         model.side.requires_grad_(is_trainable)
         return model

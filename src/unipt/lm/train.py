@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from unipt.lm.backbone import load_causal_lm
+from unipt.lm.checkpoint import load_checkpoint, save_checkpoint
 from unipt.lm.data import (
     LMRecord,
     TokenizedLM,
@@ -45,7 +46,6 @@ from unipt.lm.data import (
     prompt_ids,
 )
 from unipt.lm.methods import build_causal_method, restore_trainable, trainable_state_dict, weights_bytes
-from unipt.train.checkpoint import load_checkpoint, save_checkpoint
 from unipt.train.config import RunConfig, TowerConfig, load_run_config
 from unipt.train.optim import build_optimizer, build_scheduler
 
@@ -269,7 +269,7 @@ class PhasePeak:
     high-water mark reset (so loading the backbone, e.g. de-quantising a GGUF file, does not count)."""
 
     def __init__(self, device: torch.device):
-        from unipt.bench.memory import _RssPeak, release_free_heap
+        from unipt.rss import RssPeak, release_free_heap
 
         self.cuda = device.type == "cuda"
         if self.cuda:
@@ -278,7 +278,7 @@ class PhasePeak:
             self.device = device
         else:
             release_free_heap()
-            self.rss = _RssPeak()
+            self.rss = RssPeak()
             self.rss.reset()
             self.baseline = self.rss.current()
 

@@ -1,10 +1,14 @@
-"""The method itself: parallel interaction, confidence aggregation, guided pooling, side networks."""
+"""The method itself: parallel interaction, confidence aggregation, guided pooling, side networks.
 
-from unipt.config import UniPTConfig
+Every module here takes plain arguments (widths, forms, eps) and can be built and tested without a
+:class:`~unipt.config.UniPTConfig`; :func:`unipt.builder.build_side_network` maps a config onto them.
+"""
+
 from unipt.nn.aggregation import ConfidenceAggregation
-from unipt.nn.branch import GuidedBranch
+from unipt.nn.branch import GuidedBranch, select_targets
 from unipt.nn.cross_stream import CrossStreamSideNetwork
 from unipt.nn.interaction import ParallelInteraction
+from unipt.nn.layers import MLPFusion, Projection, TokenBatchNorm
 from unipt.nn.pooling import GuidedWindowPooling
 from unipt.nn.side import UniPTSideNetwork
 
@@ -13,16 +17,10 @@ __all__ = [
     "CrossStreamSideNetwork",
     "GuidedBranch",
     "GuidedWindowPooling",
+    "MLPFusion",
     "ParallelInteraction",
+    "Projection",
+    "TokenBatchNorm",
     "UniPTSideNetwork",
-    "build_side_network",
+    "select_targets",
 ]
-
-
-def build_side_network(config: UniPTConfig) -> UniPTSideNetwork | CrossStreamSideNetwork:
-    """The side network for ``config.input_kind`` (token sequences when it is not set)."""
-    if config.input_kind is None:
-        config.input_kind = "sequence"
-    if config.input_kind == "cross_stream":
-        return CrossStreamSideNetwork(config)
-    return UniPTSideNetwork(config)

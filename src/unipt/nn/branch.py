@@ -14,66 +14,105 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unipt.config import UniPTConfig
 from unipt.nn.aggregation import ConfidenceAggregation
 from unipt.nn.fused import LayerFeed, MixOptions, guided_mix
 from unipt.nn.interaction import ParallelInteraction
-from unipt.nn.layers import make_down_proj, make_fusion, make_norm
+from unipt.nn.layers import Projection, down_projection, fusion
 from unipt.nn.pooling import GuidedWindowPooling
-from unipt.outputs import masked_mean
+from unipt.outputs import as_tokens, masked_mean
+
+
+def select_targets(target_layers: list[int] | None, num_taps: int, include_last: bool = False) -> list[int]:
+    """Indices of the taps the guide interacts with, validated against ``num_taps``.
+
+    ``None``: every tap but the last (the guide itself), or every tap when ``include_last`` (a guide that
+    is not a tap, ``single_query``). Negative indices count from the end.
+    """
+    if target_layers is None:
+        return list(range(num_taps if include_last else num_taps - 1))
+    bad = [i for i in target_layers if not -num_taps <= i < num_taps]
+    if bad:
+        raise ValueError(
+            f"target_layers {bad} are out of range for {num_taps} tapped layers; use indices 0..{num_taps - 1}"
+        )
+    return [i % num_taps for i in target_layers]
 
 
 class GuidedBranch(nn.Module):
     """Down-project, interact, aggregate, fuse.
 
+    Sub-layers: ``guide`` (the guide's projection), ``layers.<k>`` (target ``k``'s down-projection:
+    ``linear`` + ``norm``), ``pools.<k>`` (CNN stages), ``crossers.<k>`` (cross-stream), ``aggregation.gate``
+    (the one shared confidence gate) and ``fusion`` (P).
+
     Args:
-        config: the UniPT config (forms, eps, skip, ablation switches).
         widths: widths of the tapped layers, guide last.
         width: side width ``d``.
-        single_query: guide from a frozen embedding of width ``config.final_width``.
+        targets: indices of the target layers in ``widths`` (:func:`select_targets`).
+        down_proj / norm / fusion_form: forms of the down-projections and of P (see :mod:`unipt.nn.layers`).
+        guide_residual: keep the ``G +`` term of ``G + P(M)``.
+        skip / eps / eps_mode / interaction: the parallel interaction (:class:`ParallelInteraction`);
+            ``interaction=False`` is the "no interaction" ablation.
+        aggregation: ``confidence`` or ``uniform`` (ablation).
+        guided_pooling: guided window pooling of CNN stages (``False``: plain average pooling).
+        embedding_guide: width of a frozen final embedding projected into a one-token guide
+            (``single_query``); ``None``: the guide is the last tap.
         spatial: taps are CNN maps ``[B, C, H, W]`` pooled onto the last map's grid.
         crossers: add the cross-stream update with a side memory (MDETR decoder).
+        kernel / memory / query_block: how the interaction + aggregation are computed (``fused`` or
+            ``reference``; see :mod:`unipt.nn.fused`); the function is the same.
     """
 
     def __init__(
         self,
-        config: UniPTConfig,
         widths: list[int],
         width: int,
+        targets: list[int],
         *,
-        single_query: bool = False,
+        down_proj: str = "linear_norm",
+        norm: str = "layer",
+        fusion_form: str = "linear_norm",
+        guide_residual: bool = True,
+        skip: str = "identity",
+        eps: float = 1e-6,
+        eps_mode: str = "add",
+        interaction: bool = True,
+        aggregation: str = "confidence",
+        guided_pooling: bool = True,
+        embedding_guide: int | None = None,
         spatial: bool = False,
         crossers: bool = False,
+        kernel: str = "fused",
+        memory: str = "default",
+        query_block: int | None = None,
     ):
         super().__init__()
-        self.single_query, self.guide_residual = single_query, config.guide_residual
-        self.skip_class_token = config.skip == "class_token"
-        self.targets = config.resolved_targets(len(widths))
-        if single_query:
-            self.guide_proj = make_down_proj("relu_linear", config.guide_width, width, config.norm)
+        self.single_query, self.guide_residual = embedding_guide is not None, guide_residual
+        self.skip_class_token = skip == "class_token"
+        self.targets = list(targets)
+        if embedding_guide is not None:
+            self.guide = down_projection("relu_linear", embedding_guide, width, norm)
         else:
-            self.guide_proj = make_down_proj(config.down_proj, widths[-1], width, config.norm)
-        self.down_projs = nn.ModuleList(
-            make_down_proj(config.down_proj, widths[i], width, config.norm) for i in self.targets
-        )
+            self.guide = down_projection(down_proj, widths[-1], width, norm)
+        self.layers = nn.ModuleList(down_projection(down_proj, widths[i], width, norm) for i in self.targets)
         self.pools = nn.ModuleList(
-            GuidedWindowPooling(widths[i], widths[-1], config.eps, config.guided_pooling) for i in self.targets
+            GuidedWindowPooling(widths[i], widths[-1], eps, guided_pooling) for i in self.targets
         ) if spatial else None
         self.crossers = nn.ModuleList(
-            nn.Sequential(nn.Linear(width, width), make_norm(config.norm, width)) for _ in self.targets
+            Projection(width, width, norm=norm) for _ in self.targets
         ) if crossers else None
-        self.cross = ParallelInteraction(config.eps, config.eps_mode, skip="none")
-        self.interaction = ParallelInteraction(
-            config.eps, config.eps_mode, config.skip, enabled=config.interaction == "guided"
-        )
-        self.aggregation = ConfidenceAggregation(width, config.aggregation)
-        self.fusion = make_fusion(config.fusion, width, config.norm)
-        if config.memory == "min" and config.kernel != "fused":
+        self.cross = ParallelInteraction(eps, eps_mode, skip="none")
+        self.interaction = ParallelInteraction(eps, eps_mode, skip, enabled=interaction)
+        self.aggregation = ConfidenceAggregation(width, aggregation)
+        self.fusion = fusion(fusion_form, width, norm)
+        if kernel not in ("fused", "reference"):
+            raise ValueError(f"Unknown kernel {kernel!r}; use 'fused' or 'reference'")
+        if memory == "min" and kernel != "fused":
             raise ValueError("memory='min' recomputes inside the fused kernel; set kernel='fused' (the default)")
-        self.kernel, self.memory = config.kernel, config.memory
+        self.kernel, self.memory = kernel, memory
         self.mix_options = MixOptions(
-            skip=config.skip, eps=config.eps, eps_mode=config.eps_mode, interaction=config.interaction == "guided",
-            uniform=config.aggregation == "uniform", block=config.query_block,
+            skip=skip, eps=eps, eps_mode=eps_mode, interaction=interaction, uniform=aggregation == "uniform",
+            block=query_block,
         )
 
     def forward(
@@ -101,10 +140,10 @@ class GuidedBranch(nn.Module):
         """
         last = hidden[-1]
         if self.single_query:
-            guide = self.guide_proj(final).unsqueeze(1)
+            guide = self.guide(final).unsqueeze(1)
             guide_pooled = guide[:, 0]
         else:
-            guide = self.guide_proj(to_tokens(last))
+            guide = self.guide(as_tokens(last))
             guide_pooled = masked_mean(guide, mask)
         if self.kernel == "fused":
             feeds = [self._feed(slot, hidden, memory, memory_mask) for slot in range(len(self.targets))]
@@ -131,12 +170,12 @@ class GuidedBranch(nn.Module):
             h = self.pools[slot](h, last)
         if layer != len(hidden) - 1:
             hidden[layer] = None
-        return to_tokens(h)
+        return as_tokens(h)
 
     def _features(self, slot: int, hidden: list[torch.Tensor | None], memory: torch.Tensor | None,
                   memory_mask: torch.Tensor | None) -> torch.Tensor:
         """Down-projected target layer ``F_i`` ``[B, L, d]`` (after the crosser, if any)."""
-        feats = self.down_projs[slot](self._layer_input(slot, hidden))
+        feats = self.layers[slot](self._layer_input(slot, hidden))
         if self.crossers is not None:
             feats = feats + self.crossers[slot](self.cross(feats, memory, memory_mask))
         return feats
@@ -149,21 +188,16 @@ class GuidedBranch(nn.Module):
         is kept in bf16 and the whole down-projection recomputed. BatchNorm (batch statistics) and the
         cross-stream crossers are not recomputed: their output is kept as it is.
         """
-        down = self.down_projs[slot]
+        down = self.layers[slot]
         recomputable = self.crossers is None and not any(isinstance(m, nn.BatchNorm1d) for m in down.modules())
         if not recomputable:
             return LayerFeed(self._features(slot, hidden, memory, memory_mask))
         h = self._layer_input(slot, hidden)
         if self.memory == "min":
             return LayerFeed(h, down, tuple(down.parameters()), save_dtype=torch.bfloat16)
-        if isinstance(down[-1], nn.LayerNorm):
-            return LayerFeed(down[:-1](h), down[-1], tuple(down[-1].parameters()))
+        if isinstance(down.norm, nn.LayerNorm):
+            return LayerFeed(down.project(h), down.norm, tuple(down.norm.parameters()))
         return LayerFeed(down(h))
-
-
-def to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """``[B, C, H, W]`` -> ``[B, H*W, C]``; token tensors ``[B, L, D]`` pass through."""
-    return x.flatten(2).transpose(1, 2) if x.dim() == 4 else x
 
 
 def gather_tokens(feats: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:

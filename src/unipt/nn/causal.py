@@ -19,7 +19,7 @@ layer, the down-projected keys seen so far plus the running sums, so one new tok
 
 Execution: a whole sequence (training, evaluation, the prompt of a generation) goes through the fused
 kernel (:func:`unipt.nn.fused.guided_mix` with ``causal=True``: query blocks, maps recomputed in
-backward, memory linear in length) unless ``config.kernel == "reference"``; the tokens appended to a
+backward, memory linear in length) unless ``kernel="reference"``; the tokens appended to a
 :class:`SideCache` go through the plain modules (one query row per layer, nothing to save).
 """
 
@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unipt.config import UniPTConfig
 from unipt.nn.aggregation import ConfidenceAggregation
+from unipt.nn.branch import select_targets
 from unipt.nn.fused import LayerFeed, MixOptions, guided_mix
 from unipt.nn.interaction import ParallelInteraction
-from unipt.nn.layers import init_weights, make_down_proj, make_fusion, make_up_proj, zero_last_linear
+from unipt.nn.layers import down_projection, fusion, init_weights, up_projection, zero_last_linear
 
 
 @dataclass
@@ -68,34 +68,59 @@ class SideCache:
 class CausalSideNetwork(nn.Module):
     """UniPT's side network with causal interaction and per-position confidence aggregation.
 
+    Sub-layers: ``guide_proj`` and ``down_projs`` (:class:`~unipt.nn.layers.Projection`), ``interaction``,
+    ``aggregation`` (its ``gate``), ``fusion`` (P) and ``up_proj`` (U, its Linear starts at zero).
+
     Args:
-        config: a :class:`UniPTConfig` with ``in_widths`` filled (guide last), ``task_type="causal_lm"``.
+        in_widths: widths of the decoder's hidden states ``H_0 .. H_N``, guide (the final state) last.
+        side_width: ``d``.
+        target_layers: which hidden states the guide re-weights (``None``: all but the guide).
+        down_proj / fusion_form / up_proj: forms of the projections (see :mod:`unipt.nn.layers`).
+        norm: ``layer`` only (BatchNorm would pool over later tokens).
+        eps / eps_mode: the interaction's L1 normaliser. interaction: ``False`` skips the guided
+            re-weighting (ablation). aggregation: ``confidence`` or ``uniform``.
+        kernel: ``fused`` or ``reference``; memory: ``default`` or ``min``; query_block: rows per block.
+        init: ``default``, ``bert`` or ``xavier``.
     """
 
-    def __init__(self, config: UniPTConfig):
+    def __init__(
+        self,
+        in_widths: list[int],
+        side_width: int,
+        *,
+        target_layers: list[int] | None = None,
+        down_proj: str = "linear_norm",
+        norm: str = "layer",
+        fusion_form: str = "linear_norm",
+        up_proj: str = "relu_linear",
+        eps: float = 1e-6,
+        eps_mode: str = "add",
+        interaction: bool = True,
+        aggregation: str = "confidence",
+        kernel: str = "fused",
+        memory: str = "default",
+        query_block: int | None = None,
+        init: str = "default",
+    ):
         super().__init__()
-        widths = config._require("in_widths")
-        if config.norm == "batch":
+        if norm == "batch":
             raise ValueError("a causal side network cannot use BatchNorm (it pools over later tokens); "
                              "use norm='layer'")
-        self.config = config
-        d = config.resolved_side_width
-        self.targets = config.resolved_targets(len(widths))
-        self.guide_proj = make_down_proj(config.down_proj, widths[-1], d, config.norm)
-        self.down_projs = nn.ModuleList(
-            make_down_proj(config.down_proj, widths[i], d, config.norm) for i in self.targets
-        )
-        self.interaction = ParallelInteraction(config.eps, config.eps_mode, "identity",
-                                               enabled=config.interaction == "guided")
-        self.aggregation = ConfidenceAggregation(d, config.aggregation)
-        self.fusion = make_fusion(config.fusion, d, config.norm)
-        self.up_proj = make_up_proj(config.up_proj, d, config.output_width)
-        if config.memory == "min" and config.kernel != "fused":
+        if memory == "min" and kernel != "fused":
             raise ValueError("memory='min' recomputes inside the fused kernel; set kernel='fused' (the default)")
-        self.mix_options = MixOptions(skip="identity", eps=config.eps, eps_mode=config.eps_mode,
-                                      interaction=config.interaction == "guided",
-                                      uniform=config.aggregation == "uniform", causal=True, block=config.query_block)
-        init_weights(self, config.init)
+        self.in_widths = list(in_widths)
+        self.kernel, self.memory = kernel, memory
+        d = side_width
+        self.targets = select_targets(target_layers, len(in_widths))
+        self.guide_proj = down_projection(down_proj, in_widths[-1], d, norm)
+        self.down_projs = nn.ModuleList(down_projection(down_proj, in_widths[i], d, norm) for i in self.targets)
+        self.interaction = ParallelInteraction(eps, eps_mode, "identity", enabled=interaction)
+        self.aggregation = ConfidenceAggregation(d, aggregation)
+        self.fusion = fusion(fusion_form, d, norm)
+        self.up_proj = up_projection(up_proj, d, in_widths[-1])
+        self.mix_options = MixOptions(skip="identity", eps=eps, eps_mode=eps_mode, interaction=interaction,
+                                      uniform=aggregation == "uniform", causal=True, block=query_block)
+        init_weights(self, init)
         zero_last_linear(self.up_proj)  # the untrained model is exactly the frozen backbone
 
     def forward(
@@ -127,7 +152,7 @@ class CausalSideNetwork(nn.Module):
         prev = (None, None) if cache is None else (cache.guide_sum, cache.count)
         guide_mean, guide_sum = running_mean(guide, new_mask, *prev)
         count = new_mask.sum(1, keepdim=True) + (0 if cache is None else cache.count)
-        if cache is None and self.config.kernel == "fused":
+        if cache is None and self.kernel == "fused":
             mixed, alpha, keys, layer_sums = self._mix_fused(guide, guide_mean, hidden, new_mask, use_cache)
             key_mask = new_mask
         else:
@@ -176,17 +201,17 @@ class CausalSideNetwork(nn.Module):
         """What the fused kernel keeps for target ``slot`` (pre-norm projection, or the tap in bf16 with
         ``memory="min"``) and what it recomputes in backward (the LayerNorm, or the whole projection)."""
         down = self.down_projs[slot]
-        if self.config.memory == "min":
+        if self.memory == "min":
             return LayerFeed(tap, down, tuple(down.parameters()), save_dtype=torch.bfloat16)
-        if isinstance(down[-1], nn.LayerNorm):
-            return LayerFeed(down[:-1](tap), down[-1], tuple(down[-1].parameters()))
+        if isinstance(down.norm, nn.LayerNorm):
+            return LayerFeed(down.project(tap), down.norm, tuple(down.norm.parameters()))
         return LayerFeed(down(tap))
 
     def _check(self, hidden: list[torch.Tensor], mask: torch.Tensor | None, cache: SideCache | None) -> None:
-        widths = self.config.in_widths
+        widths = self.in_widths
         if len(hidden) != len(widths):
             raise ValueError(
-                f"expected {len(widths)} hidden states (config.in_widths), got {len(hidden)}; the side network "
+                f"expected {len(widths)} hidden states (in_widths), got {len(hidden)}; the side network "
                 "was built for a backbone with another number of layers"
             )
         for i, (h, w) in enumerate(zip(hidden, widths, strict=True)):

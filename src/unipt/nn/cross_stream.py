@@ -10,28 +10,50 @@ last element replaces the decoder output and the others feed auxiliary losses.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from unipt.config import UniPTConfig
-from unipt.nn.branch import GuidedBranch
-from unipt.nn.layers import init_weights, make_up_proj
+from unipt.nn.branch import GuidedBranch, select_targets
+from unipt.nn.layers import init_weights, up_projection
 from unipt.outputs import AdaptedOutput
 
 
 class CrossStreamSideNetwork(nn.Module):
-    """MDETR's encoder + decoder UniPT (see module docstring)."""
+    """MDETR's encoder + decoder UniPT (see module docstring).
 
-    def __init__(self, config: UniPTConfig):
+    Sub-layers: ``encoder`` and ``decoder`` (:class:`GuidedBranch`; the decoder's has ``crossers``) and
+    ``up`` (U).
+
+    Args:
+        in_widths / decoder_widths: widths of the encoder / decoder taps, guide last.
+        side_width: ``d``. out_width: width of the output (default: the decoder guide's width).
+        target_layers: which taps each branch's guide re-weights (``None``: all but the guide).
+        up_proj: form of U. init: ``default``, ``bert`` or ``xavier``.
+        **branch_options: forms, eps, skip, ablation and kernel switches of :class:`GuidedBranch`.
+    """
+
+    def __init__(
+        self,
+        in_widths: list[int],
+        decoder_widths: list[int],
+        side_width: int,
+        out_width: int,
+        *,
+        target_layers: list[int] | None = None,
+        up_proj: str = "relu_linear_norm",
+        init: str = "default",
+        **branch_options: Any,
+    ):
         super().__init__()
-        if config.input_kind != "cross_stream":
-            raise ValueError(f"CrossStreamSideNetwork needs input_kind='cross_stream', not {config.input_kind!r}")
-        self.config = config
-        d = config.resolved_side_width
-        self.encoder = GuidedBranch(config, config._require("in_widths"), d)
-        self.decoder = GuidedBranch(config, config._require("decoder_widths"), d, crossers=True)
-        self.up_proj = make_up_proj(config.up_proj, d, config.output_width)
-        init_weights(self, config.init)
+        self.encoder = GuidedBranch(list(in_widths), side_width, select_targets(target_layers, len(in_widths)),
+                                    **branch_options)
+        self.decoder = GuidedBranch(list(decoder_widths), side_width,
+                                    select_targets(target_layers, len(decoder_widths)), crossers=True,
+                                    **branch_options)
+        self.up = up_projection(up_proj, side_width, out_width)
+        init_weights(self, init)
 
     def forward(
         self,
@@ -45,5 +67,5 @@ class CrossStreamSideNetwork(nn.Module):
         """
         memory, _, _ = self.encoder(encoder_hidden, encoder_mask)
         fused, taps, alpha = self.decoder(decoder_hidden, None, memory=memory, memory_mask=encoder_mask)
-        stack = self.up_proj(torch.stack([*taps, fused]))
+        stack = self.up(torch.stack([*taps, fused]))
         return AdaptedOutput(stack[-1], None, stack[-1].mean(1), alpha, aux_hidden_states=stack[:-1])

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -48,12 +51,12 @@ def probe_inputs(model: nn.Module, image_size: int = 224) -> dict[str, torch.Ten
     return {"pixel_values": torch.zeros(1, 3, image_size, image_size, device=device, dtype=dtype)}
 
 
-def call_backbone(model: nn.Module, inputs: dict[str, torch.Tensor], **extra: object) -> object:
-    """Call ``model`` with keyword inputs; a plain (non Hugging Face) module given only
-    ``pixel_values`` is called positionally, as torchvision / timm / EfficientNet models expect."""
-    if not is_hf_model(model) and set(inputs) == {"pixel_values"}:
+def call_backbone(model: nn.Module, inputs: Mapping[str, Any], *args: Any, **extra: Any) -> Any:
+    """``model(*args, **inputs, **extra)``; a plain (non Hugging Face) module given only ``pixel_values``
+    is called positionally, as torchvision / timm / EfficientNet models expect (their forward takes ``x``)."""
+    if not args and not extra and not is_hf_model(model) and set(inputs) == {"pixel_values"}:
         return model(inputs["pixel_values"])
-    return model(**inputs, **extra)
+    return model(*args, **inputs, **extra)
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -72,15 +72,22 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
 
 
 def first_tensor(output: object) -> torch.Tensor:
-    """The tensor a module produced: itself, the first item of a tuple, or ``last_hidden_state``."""
+    """The feature tensor a module or backbone produced: itself, its ``last_hidden_state`` (Hugging Face
+    outputs, attribute or key), or the first item of a tuple / list (blocks often return tuples).
+
+    For a torchvision classifier this is the logits: :func:`unipt.taps.features.final_feature_layer`
+    finds the layer that holds its features instead.
+    """
     if isinstance(output, torch.Tensor):
         return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
     tensor = getattr(output, "last_hidden_state", None)
+    if tensor is None and isinstance(output, Mapping):
+        tensor = output.get("last_hidden_state")
     if isinstance(tensor, torch.Tensor):
         return tensor
-    raise TypeError(f"cannot tap a module output of type {type(output).__name__}: no tensor found")
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"cannot find a feature tensor in a module output of type {type(output).__name__}")
 
 
 @dataclass

@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from unipt.config import UniPTConfig
-from unipt.taps.auto import call_backbone, find_cnn_stages, is_hf_model, probe_inputs
-from unipt.taps.hooks import capture_outputs, resolve_module_names
+from unipt.taps.auto import call_backbone
+from unipt.taps.hooks import capture_outputs
 
 FINAL_OUTPUT_CANDIDATES = ("image_embeds", "text_embeds", "pooler_output")
+
+
+@dataclass(frozen=True)
+class ResolvedTaps:
+    """What a backbone determines about a UniPT config's taps (never part of the config itself).
+
+    Made by :func:`unipt.taps.resolve.resolve_taps` from a :class:`~unipt.config.UniPTConfig` and a
+    backbone, saved beside the config in ``unipt_config.json``; as plain data it is also the identity of
+    an activation cache (two towers with equal ``ResolvedTaps`` on one backbone read the same taps).
+
+    Attributes:
+        tap_source: ``hidden_states`` (Hugging Face ``output_hidden_states``) or ``modules`` (hooks).
+        input_kind: ``sequence``, ``spatial``, ``single_query`` or ``cross_stream``.
+        in_widths: widths of the taps, guide last (channels of CNN maps).
+        taps / decoder_taps: module names read by hooks (``modules``), patterns already expanded.
+        decoder_widths: widths of the decoder taps (``cross_stream``).
+        final_width / final_output: width and output attribute of the frozen final embedding (``single_query``).
+        max_stages: how many CNN stages of Hugging Face hidden states are kept (deepest last).
+        class_token: ``last_valid`` when the taps carry each sample's class-token position, else ``None``.
+    """
+
+    tap_source: str
+    input_kind: str | None
+    in_widths: list[int] = field(default_factory=list)
+    taps: list[str] | None = None
+    decoder_taps: list[str] | None = None
+    decoder_widths: list[int] | None = None
+    final_width: int | None = None
+    final_output: str | None = None
+    max_stages: int = 4
+    class_token: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResolvedTaps:
+        return cls(**data)
 
 
 @dataclass
@@ -35,35 +72,46 @@ class Taps:
     decoder_hidden: list[torch.Tensor] = field(default_factory=list)
     head_inputs: dict[str, torch.Tensor] | None = None
 
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Taps:
+        """Every tensor moved to ``device`` (Accelerate's data loader calls this on cached batches)."""
+        def move(x: Any) -> Any:
+            if isinstance(x, torch.Tensor):
+                return x.to(device, non_blocking=non_blocking)
+            if isinstance(x, list):
+                return [move(v) for v in x]
+            if isinstance(x, dict):
+                return {k: move(v) for k, v in x.items()}
+            return x
+
+        return Taps(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
 
 class BackboneTapper:
-    """Reads taps from ``backbone`` according to ``config`` (``tap_source``, ``taps``...).
+    """Reads the taps that ``resolved`` describes from ``backbone``.
 
     The backbone always runs under ``torch.no_grad()``: nothing it computes is recorded for backward.
     """
 
-    def __init__(self, backbone: nn.Module, config: UniPTConfig):
-        self.backbone, self.config = backbone, config
-        if config.tap_source is None:
-            config.tap_source = "modules" if config.taps or not is_hf_model(backbone) else "hidden_states"
-        if config.tap_source == "modules":
-            if config.taps is None:
-                config.taps = find_cnn_stages(backbone, probe_inputs(backbone, config.probe_size), config.max_stages)
-            config.taps = resolve_module_names(backbone, config.taps)
-            if config.decoder_taps is not None:
-                config.decoder_taps = resolve_module_names(backbone, config.decoder_taps)
+    def __init__(self, backbone: nn.Module, resolved: ResolvedTaps):
+        self.backbone, self.resolved = backbone, resolved
 
     @torch.no_grad()
     def __call__(self, inputs: dict[str, torch.Tensor]) -> Taps:
-        cfg = self.config
+        taps, _ = self.read(inputs)
+        return taps
+
+    @torch.no_grad()
+    def read(self, inputs: dict[str, torch.Tensor]) -> tuple[Taps, str | None]:
+        """The taps, and the output attribute that held the frozen final embedding (``single_query``)."""
+        plan = self.resolved
         _check_not_empty(inputs)
         inputs = _to_backbone_dtype(self.backbone, inputs)
         mask = inputs.get("attention_mask")
         self._check_padding(inputs, mask)
-        if cfg.tap_source == "hidden_states":
+        if plan.tap_source == "hidden_states":
             out = call_backbone(self.backbone, inputs, output_hidden_states=True, return_dict=True)
             encoder_decoder = getattr(out, "decoder_hidden_states", None) is not None
-            if cfg.input_kind == "cross_stream" or (cfg.input_kind is None and encoder_decoder):
+            if plan.input_kind == "cross_stream" or (plan.input_kind is None and encoder_decoder):
                 hidden = list(_required(out, "encoder_hidden_states"))
                 decoder = list(_required(out, "decoder_hidden_states"))
                 # A joint encoder (MDETR: image cells + text tokens) masks its own sequence, not the text's.
@@ -72,38 +120,39 @@ class BackboneTapper:
                 hidden = list(_required(out, "encoder_hidden_states" if encoder_decoder else "hidden_states"))
                 decoder = []
                 if hidden[0].dim() == 4:  # CNN stages (e.g. transformers' ResNet): keep the deepest
-                    hidden = hidden[-cfg.max_stages:]
+                    hidden = hidden[-plan.max_stages:]
         else:
-            names = cfg.taps + (cfg.decoder_taps or [])
+            names = list(plan.taps or []) + list(plan.decoder_taps or [])
             with capture_outputs(self.backbone, names) as capture:
                 out = call_backbone(self.backbone, inputs)
             missing = [n for n in names if capture.calls[n] == 0]
             if missing:
                 raise RuntimeError(f"taps {missing} did not run in the backbone's forward; choose other layers")
-            hidden = [capture.outputs[n] for n in cfg.taps]
-            decoder = [capture.outputs[n] for n in cfg.decoder_taps or []]
+            hidden = [capture.outputs[n] for n in plan.taps or []]
+            decoder = [capture.outputs[n] for n in plan.decoder_taps or []]
         if hidden[0].dim() == 4:
             mask = None
-        head_inputs = getattr(out, "head_inputs", None) if cfg.tap_source == "hidden_states" else None
-        return Taps(hidden, mask, self._final(out), self._class_index(mask, hidden), decoder, head_inputs)
+        head_inputs = getattr(out, "head_inputs", None) if plan.tap_source == "hidden_states" else None
+        name, final = self._final(out)
+        return Taps(hidden, mask, final, self._class_index(mask, hidden), decoder, head_inputs), name
 
-    def _final(self, out: object) -> torch.Tensor | None:
-        if self.config.input_kind != "single_query":
-            return None
-        names = [self.config.final_output] if self.config.final_output else list(FINAL_OUTPUT_CANDIDATES)
+    def _final(self, out: object) -> tuple[str | None, torch.Tensor | None]:
+        if self.resolved.input_kind != "single_query":
+            return None, None
+        names = [self.resolved.final_output] if self.resolved.final_output else list(FINAL_OUTPUT_CANDIDATES)
         for name in names:
             value = getattr(out, name, None)
             if isinstance(value, torch.Tensor):
-                return value
+                return name, value
         if isinstance(out, torch.Tensor) and out.dim() == 2:
-            return out
+            return None, out
         raise ValueError(
             f"single_query needs the backbone's final embedding; none of {names} is in its output "
             f"({type(out).__name__}). Set UniPTConfig.final_output to the attribute that holds it."
         )
 
     def _class_index(self, mask: torch.Tensor | None, hidden: list[torch.Tensor]) -> torch.Tensor | None:
-        if self.config.skip != "class_token" or self.config.class_token == "first":
+        if self.resolved.class_token != "last_valid":
             return None
         if mask is None:
             return torch.full((hidden[0].shape[0],), hidden[0].shape[1] - 1, device=hidden[0].device)
@@ -154,6 +203,7 @@ def _required(out: object, name: str) -> tuple[torch.Tensor, ...]:
     return value
 
 
+
 def cast_taps(taps: Taps, dtype: torch.dtype) -> Taps:
     """``taps`` with its floating tensors (layers, final embedding, decoder layers) in ``dtype``; masks and
     indices keep theirs. Returns ``taps`` itself when nothing needs casting."""
@@ -164,39 +214,4 @@ def cast_taps(taps: Taps, dtype: torch.dtype) -> Taps:
     if all(t is None or not t.is_floating_point() or t.dtype == dtype for t in tensors):
         return taps
     return Taps([cast(h) for h in taps.hidden], taps.mask, cast(taps.final), taps.class_index,
-                [cast(d) for d in taps.decoder_hidden])
-
-
-def discover_widths(tapper: BackboneTapper, example_inputs: dict[str, torch.Tensor] | None) -> Taps:
-    """Run the backbone once on ``example_inputs`` (or a probe batch) to learn the tap shapes."""
-    inputs = example_inputs or probe_inputs(tapper.backbone, tapper.config.probe_size)
-    return tapper(inputs)
-
-
-def fill_config_widths(config: UniPTConfig, taps: Taps) -> None:
-    """Set ``input_kind`` and widths from real tap shapes, refusing a config made for other widths."""
-    if config.input_kind is None:
-        if taps.decoder_hidden:
-            config.input_kind = "cross_stream"
-        else:
-            config.input_kind = "spatial" if taps.hidden[0].dim() == 4 else "sequence"
-    spatial = taps.hidden[0].dim() == 4
-    if spatial != (config.input_kind == "spatial"):
-        raise ValueError(
-            f"preset {config.preset!r} expects {config.input_kind} taps but the backbone gives "
-            f"{'[B, C, H, W] maps' if spatial else '[B, L, D] tokens'}; choose a preset for this backbone "
-            "(e.g. 'auto') or other taps"
-        )
-    found: dict[str, Any] = {"in_widths": [h.shape[1 if spatial else -1] for h in taps.hidden]}
-    if taps.decoder_hidden:
-        found["decoder_widths"] = [h.shape[-1] for h in taps.decoder_hidden]
-    if config.input_kind == "single_query":
-        found["final_width"] = taps.final.shape[-1]
-    for key, value in found.items():
-        current = getattr(config, key)
-        if current is not None and (list(current) != list(value) if isinstance(value, list) else current != value):
-            raise ValueError(
-                f"UniPTConfig.{key}={current} does not match the backbone ({value}); drop it from the config "
-                "to let get_unipt_model discover it"
-            )
-        setattr(config, key, value)
+                [cast(d) for d in taps.decoder_hidden], taps.head_inputs)

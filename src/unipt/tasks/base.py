@@ -1,4 +1,4 @@
-"""The task interface (head + loss + metric) and the task registry.
+"""The task interface (head + loss + metric); tasks by name: :mod:`unipt.tasks.registry`.
 
 A task turns the adapted feature streams of one or more towers into a loss for training, into
 per-sample tensors for evaluation, and those tensors (gathered over a whole eval set) into
@@ -16,8 +16,6 @@ The trainer's contract with a task::
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -82,54 +80,3 @@ class Task(nn.Module):
             return batch[key]
         except KeyError:
             raise KeyError(f"task {self.name!r} needs batch[{key!r}]; batch has {sorted(batch)}") from None
-
-
-# --------------------------------------------------------------------------------------------------
-# Registry. Built-in tasks are named by "module:Class" strings and imported lazily, so importing
-# unipt.tasks stays cheap and no task module has to import every other one. The dict after the
-# class name holds default options (how "gqa" is the VQA head in GQA mode without a second class).
-
-_BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
-    "retrieval": ("unipt.tasks.retrieval:ImageTextRetrieval", {}),
-    "video_retrieval": ("unipt.tasks.video_retrieval:VideoTextRetrieval", {}),
-    "vqa": ("unipt.tasks.vqa:AnswerPrediction", {"mode": "vqa"}),
-    "gqa": ("unipt.tasks.vqa:AnswerPrediction", {"mode": "gqa"}),
-    "grounding": ("unipt.tasks.grounding:Grounding", {}),
-    "mdetr_grounding": ("unipt.tasks.mdetr_grounding:MDETRGrounding", {}),
-    "classification": ("unipt.tasks.classification:Classification", {}),
-}
-_CUSTOM: dict[str, Callable[..., Task]] = {}
-
-
-def register_task(name: str, factory: Callable[..., Task]) -> None:
-    """Make ``build_task(name, ...)`` call ``factory(...)``; refuses to shadow an existing name."""
-    if name in _BUILTIN or name in _CUSTOM:
-        raise ValueError(f"task {name!r} is already registered")
-    _CUSTOM[name] = factory
-
-
-def list_tasks() -> list[str]:
-    """Names accepted by :func:`build_task`, sorted."""
-    return sorted({*_BUILTIN, *_CUSTOM})
-
-
-def build_task(name: str, **options: Any) -> Task:
-    """Build the task registered as ``name`` with constructor ``options``.
-
-    Raises:
-        ValueError: unknown ``name`` (the message lists the known ones).
-        TypeError: an option the task's constructor does not take (the message names the task).
-    """
-    if name in _CUSTOM:
-        factory: Callable[..., Task] = _CUSTOM[name]
-        defaults: dict[str, Any] = {}
-    elif name in _BUILTIN:
-        target, defaults = _BUILTIN[name]
-        module_name, class_name = target.split(":")
-        factory = getattr(importlib.import_module(module_name), class_name)
-    else:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
-    try:
-        return factory(**{**defaults, **options})
-    except TypeError as err:
-        raise TypeError(f"cannot build task {name!r} with options {sorted(options)}: {err}") from err

@@ -9,7 +9,7 @@ Batch: ``boxes`` ``[B, 4]`` (the referred box, normalised ``cxcywh``) and ``toke
 caption tokens, from :class:`~unipt.models.mdetr.preprocess.MDETRPreprocessor`).
 
 Heads (a trainable copy of the checkpoint's, see :meth:`init_from_backbones`): soft-token classifier,
-box MLP, contrastive-alignment projections. Loss: :class:`~unipt.models.mdetr.losses.MDETRCriterion`.
+box MLP, contrastive-alignment projections. Loss: :class:`~unipt.tasks.mdetr_losses.MDETRCriterion`.
 
 Evaluation, as MDETR's ``RefExpEvaluator``: the top-scoring box of the final layer (score = 1 - p(no
 object)) against the referred box. ``acc@0.5``: IoU >= 0.5 (the usual RefCOCO accuracy);
@@ -23,13 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from unipt.models.mdetr.config import MDETRLossConfig
-from unipt.models.mdetr.heads import HeadOutputs, MDETRHeads
-from unipt.models.mdetr.losses import MDETRCriterion
 from unipt.outputs import AdaptedOutput
 from unipt.tasks.base import Task
 from unipt.tasks.boxes import box_iou, cxcywh_to_xyxy, generalized_box_iou
 from unipt.tasks.grounding import target_boxes
+from unipt.tasks.mdetr_heads import HeadOutputs, MDETRHeads
+from unipt.tasks.mdetr_losses import MDETRCriterion, MDETRLossConfig
 
 
 class MDETRGrounding(Task):
@@ -38,7 +37,7 @@ class MDETRGrounding(Task):
     Args:
         hidden_dim / num_classes / contrastive_hdim / contrastive_align: head sizes (replaced by the
             backbone's when it is an MDETR, see :meth:`init_from_backbones`).
-        loss: :class:`~unipt.models.mdetr.config.MDETRLossConfig` fields (costs, weights, eos_coef...).
+        loss: :class:`~unipt.tasks.mdetr_losses.MDETRLossConfig` fields (costs, weights, eos_coef...).
         tower: name of the MDETR stream in ``features``.
     """
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
@@ -60,7 +59,7 @@ class AnswerPrediction(Task):
         answers: the answer of each head row (the data fills it in); needed by ``head_init``.
         head_init: ``{"checkpoint": <released file>, "answer_table": <its answers>}``: initialise the head by
             answer-table surgery from the file's pre-trained QA head (CLIP-ViL / LXMERT ``--loadLXMERTQA``);
-            see :mod:`unipt.models.clipvil.answers`.
+            see :mod:`unipt.models.clipvil.answers` (done when the system is built: the head stays file-format free).
     """
 
     primary_metric = "accuracy"
@@ -89,17 +88,11 @@ class AnswerPrediction(Task):
         if answers is not None and len(answers) != num_answers:
             raise ValueError(f"{len(answers)} answers for num_answers={num_answers}")
         self.answers = list(answers) if answers is not None else None
-        if head_init:
-            self.init_head(**head_init)
-
-    def init_head(self, checkpoint: str, answer_table: str) -> None:
-        """Answer-table surgery from a released checkpoint's QA head (see the class docstring)."""
-        from unipt.models.clipvil.answers import init_head_from_checkpoint
-
-        if self.answers is None:
+        if head_init and self.answers is None:
             raise ValueError("head_init needs the answers of the head's rows (the trainer passes them from the data)")
-        report = init_head_from_checkpoint(self.head, checkpoint, answer_table, self.answers)
-        logging.getLogger(__name__).info("answer head: %s", report)
+        # The surgery itself reads a released checkpoint: the system builder does it
+        # (unipt.train.system.build_head), so heads never import a model's file formats.
+        self.head_init = dict(head_init) if head_init else None
 
     def logits(self, features: dict[str, AdaptedOutput]) -> torch.Tensor:
         """``[B, A]`` answer logits."""

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from unipt.backbones import Backbone
+from unipt.batch import TaskLabels
 from unipt.data.augment import AugmentConfig, augment_words, random_crop_flip, squash
 from unipt.preprocess import ImagePreprocessor, TextPreprocessor
 from unipt.train.batching import Collator
@@ -83,7 +84,7 @@ class AugmentedCaptions:
 
 
 def augmented_collators(towers: dict[str, tuple[str, Backbone]], answer_index: dict[str, int] | None,
-                        augment: dict[str, Any]) -> tuple[Collator, Collator]:
+                        augment: dict[str, Any], task_labels: TaskLabels | None = None) -> tuple[Collator, Collator]:
     """(training collator, evaluation collator) for ``data.options.augment``."""
     try:
         config = AugmentConfig(**augment)
@@ -100,6 +101,6 @@ def augmented_collators(towers: dict[str, tuple[str, Backbone]], answer_index: d
             elif isinstance(prep, TextPreprocessor):
                 prep = AugmentedCaptions(prep, config, train)
             wrapped[name] = (field, dataclasses.replace(backbone, preprocess=prep))
-        return Collator(wrapped, answer_index)
+        return Collator(wrapped, answer_index, task_labels)
 
     return wrap(True), wrap(False)

@@ -1,11 +1,22 @@
-"""Run checkpoints: only what training changes (safetensors) + loop state, written atomically.
+"""Run checkpoints: one ``save_pretrained`` folder per tower + the head + the run config, written atomically.
 
-``<run>/checkpoints/<tag>/`` holds ``trainable.safetensors`` (side networks / adapters, fusion, head),
-``state.pt`` (optimiser, scheduler, epoch, best metric; read back with ``weights_only=True``, so no
-arbitrary pickle runs) and ``meta.json``. A new checkpoint is written to a temporary folder
-(``.<tag>.tmp``) and swapped in with two renames (the old one moves to ``.<tag>.old`` first). A crash
-leaves the previous checkpoint intact; a crash between the two renames leaves no ``<tag>`` at all, and
-:func:`recover_checkpoint` (run before resuming) puts the complete newer copy in place, else the older.
+``<run>/checkpoints/<tag>/`` (``tag`` is ``best`` or ``last``) holds::
+
+    <tower>/            the tower's own save_pretrained folder: a UniPT tower loads with
+                        UniPTModel.from_pretrained(backbone, "<run>/checkpoints/best/<tower>")
+    head.safetensors    the task head and the fusion layers (what is trained outside the towers)
+    run_config.yaml     the run config that built the system
+    meta.json           epoch, best metrics, history
+    trainer_state.pt    optimiser, scheduler and epoch, for resuming only (read with weights_only=True,
+                        so no arbitrary pickle runs)
+
+A new checkpoint is written to a temporary folder (``.<tag>.tmp``) and swapped in with two renames (the old
+one moves to ``.<tag>.old`` first). A crash leaves the previous checkpoint intact; a crash between the two
+renames leaves no ``<tag>`` at all, and :func:`recover_checkpoint` (run before resuming) puts the complete
+newer copy in place, else the older. A damaged file is named with where a good copy comes from.
+
+Checkpoints of unipt 0.1 (one ``trainable.safetensors`` for the whole system, ``state.pt``) are still
+read; ``python -m unipt.train.convert RUN`` rewrites them in this layout.
 """
 
 from __future__ import annotations
@@ -16,27 +27,42 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from unipt.errors import DamagedFileError
 from unipt.files import read_safetensors, read_torch_state
+from unipt.method import METHOD_WEIGHTS, load_into
+from unipt.model import DEFAULT_SIDE, UniPTModel
+from unipt.pretrained import LEGACY_RUN_WEIGHTS, WEIGHTS_NAME, read_meta, saved_sides
+from unipt.train.system import AdaptedSystem
 
-WEIGHTS = "trainable.safetensors"
-STATE = "state.pt"
+HEAD = "head.safetensors"
+STATE = "trainer_state.pt"
 META = "meta.json"
+RUN_CONFIG = "run_config.yaml"
+LEGACY_STATE = "state.pt"
 
 
-def save_checkpoint(directory: Path, weights: dict[str, torch.Tensor], state: dict[str, Any],
-                    meta: dict[str, Any]) -> None:
-    """Write a checkpoint folder atomically (``directory`` is replaced as a whole)."""
+def save_checkpoint(directory: Path, system: AdaptedSystem, state: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write a checkpoint folder atomically (``directory`` is replaced as a whole).
+
+    Args:
+        system: the trained system (unwrapped from DDP); every tower saves itself with ``save_pretrained``.
+        state: optimiser / scheduler / epoch for resuming.
+        meta: JSON data (``epoch``, ``best``, ``history``, ``config``: the run config as a dict).
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
+    for name, tower in system.towers.items():
+        tower.save_pretrained(tmp / name, model_card=False)  # the run's own card sits at the run folder
+    save_file({k: v.detach().contiguous().cpu() for k, v in head_state(system).items()}, str(tmp / HEAD))
     torch.save(state, tmp / STATE)
     (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
+    (tmp / RUN_CONFIG).write_text(yaml.safe_dump(meta["config"], sort_keys=False))
     old = directory.with_name(f".{directory.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
@@ -45,37 +71,60 @@ def save_checkpoint(directory: Path, weights: dict[str, torch.Tensor], state: di
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """(weights, loop state, meta) of a checkpoint folder; names the missing or damaged file.
+def load_checkpoint(directory: Path, system: AdaptedSystem) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load a checkpoint's trained weights into ``system``; returns (loop state, meta).
 
-    Raises:
-        FileNotFoundError: a file of the checkpoint is missing.
-        DamagedFileError: a file is empty, truncated or overwritten.
+    Names the missing file when the folder is incomplete; reads unipt-0.1 checkpoints too.
     """
     directory = Path(directory)
-    for name in (WEIGHTS, STATE, META):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"checkpoint {directory} is incomplete: {name} is missing")
+    if is_legacy(directory):
+        return _load_legacy(directory, system)
+    missing = [n for n in (*system.towers, HEAD, STATE, META) if not (directory / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"checkpoint {directory} is incomplete: {', '.join(missing)} missing")
     fix = _good_copy(directory)
-    weights = read_safetensors(directory / WEIGHTS, fix)
-    state = read_torch_state(directory / STATE, fix)
-    try:
-        meta = json.loads((directory / META).read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise DamagedFileError(f"{directory / META} is damaged ({err}); {fix}") from err
-    return weights, state, meta
+    for name, tower in system.towers.items():
+        tower.load_pretrained(directory / name, fix=fix)
+    load_into(system, read_safetensors(directory / HEAD, fix), directory / HEAD)
+    return read_torch_state(directory / STATE, fix), _read_meta(directory, fix)
 
 
-def _good_copy(directory: Path) -> str:
-    other = "last" if directory.name == "best" else "best"
-    return (f"the checkpoint was not written completely or was changed since; use checkpoints/{other} of the same "
-            "run if it is intact, or rerun `unipt train` with the run config (it resumes from checkpoints/last)")
+def head_state(system: AdaptedSystem) -> dict[str, torch.Tensor]:
+    """The trained tensors outside the towers: task head and fusions (keys as in ``system.state_dict()``)."""
+    return {k: v for k, v in system.trainable_state_dict().items() if not k.startswith("towers.")}
+
+
+def checkpoint_state(directory: Path) -> dict[str, torch.Tensor]:
+    """Every trained tensor of a checkpoint, keyed as in the system's ``state_dict()`` (what
+    ``system.trainable_state_dict()`` held when it was saved). Reads files only, no backbone; a unipt-0.1
+    checkpoint's keys are returned as it saved them (format-1 side-network names)."""
+    directory = Path(directory)
+    fix = _good_copy(directory)
+    if is_legacy(directory):
+        return read_safetensors(directory / LEGACY_RUN_WEIGHTS, fix)
+    state = read_safetensors(directory / HEAD, fix)
+    for tower in sorted(p for p in directory.iterdir() if p.is_dir()):
+        if (tower / WEIGHTS_NAME).is_file():
+            for name, folder in saved_sides(tower):
+                name = name or read_meta(folder).get("side", DEFAULT_SIDE)
+                prefix = f"towers.{tower.name}.sides.{name}."
+                state.update({prefix + k: v for k, v in read_safetensors(folder / WEIGHTS_NAME, fix).items()})
+        elif (tower / METHOD_WEIGHTS).is_file():
+            weights = read_safetensors(tower / METHOD_WEIGHTS, fix)
+            state.update({f"towers.{tower.name}.{k}": v for k, v in weights.items()})
+    return state
 
 
 def is_complete(directory: Path) -> bool:
     """True when every file of the checkpoint folder exists and parses."""
+    directory = Path(directory)
     try:
-        load_checkpoint(directory)
+        names = (LEGACY_RUN_WEIGHTS, LEGACY_STATE, META) if is_legacy(directory) else (HEAD, STATE, META)
+        if not all((directory / name).is_file() for name in names):
+            return False
+        checkpoint_state(directory)
+        read_torch_state(directory / (LEGACY_STATE if is_legacy(directory) else STATE), _good_copy(directory))
+        _read_meta(directory, _good_copy(directory))
     except (OSError, ValueError):
         return False
     return True
@@ -108,16 +157,34 @@ def recover_checkpoint(directory: Path) -> str | None:
     return note
 
 
-def restore_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
-    """Load trainable weights into ``module``; every saved key must exist (frozen weights may be absent)."""
-    own = module.state_dict()
-    unknown = sorted(set(weights) - set(own))
-    if unknown:
-        raise ValueError(
-            f"checkpoint {source} has weights this system does not: {unknown[:5]}... It was saved for another "
-            "run config (towers, methods or task options differ)."
-        )
-    mismatched = [k for k, v in weights.items() if own[k].shape != v.shape]
-    if mismatched:
-        raise ValueError(f"checkpoint {source} has other shapes for {mismatched[:5]}; the run config changed")
-    module.load_state_dict(weights, strict=False)
+def _good_copy(directory: Path) -> str:
+    other = "last" if directory.name == "best" else "best"
+    return (f"the checkpoint was not written completely or was changed since; use checkpoints/{other} of the same "
+            "run if it is intact, or rerun `unipt train` with the run config (it resumes from checkpoints/last)")
+
+
+def _read_meta(directory: Path, fix: str) -> dict[str, Any]:
+    try:
+        return json.loads((directory / META).read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DamagedFileError(f"{directory / META} is damaged ({err}); {fix}") from err
+
+
+def is_legacy(directory: Path) -> bool:
+    """A unipt-0.1 checkpoint: the whole system's trained weights in one ``trainable.safetensors``."""
+    return (Path(directory) / LEGACY_RUN_WEIGHTS).is_file() and not (Path(directory) / HEAD).is_file()
+
+
+def _load_legacy(directory: Path, system: AdaptedSystem) -> tuple[dict[str, Any], dict[str, Any]]:
+    for name in (LEGACY_RUN_WEIGHTS, LEGACY_STATE, META):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"checkpoint {directory} is incomplete: {name} is missing")
+    fix = _good_copy(directory)
+    weights = read_safetensors(directory / LEGACY_RUN_WEIGHTS, fix)
+    for name, tower in system.towers.items():
+        if isinstance(tower, UniPTModel):  # format-1 side network: its keys are converted on load
+            prefix = f"towers.{name}.side."
+            side = {k[len(prefix):]: weights.pop(k) for k in list(weights) if k.startswith(prefix)}
+            tower.load_side_state(side, format_version=1, source=directory / LEGACY_RUN_WEIGHTS)
+    load_into(system, weights, directory / LEGACY_RUN_WEIGHTS)
+    return read_torch_state(directory / LEGACY_STATE, fix), _read_meta(directory, fix)

@@ -7,6 +7,8 @@ optimiser and the loop::
       image: {backbone: efficientnet-lite0, method: unipt, options: {preset: vse_cnn}}
       text:  {backbone: minilm, method: unipt}
     task: {name: retrieval, options: {embed_dim: 256}}
+    # or several tasks on the same records, one backbone pass for all (UniPT / frozen towers):
+    # tasks: {category: {name: classification}, subcategory: {name: classification, label_field: subcategory}}
     data: {dataset: tuxpaint, options: {seed: 0}}
     optim: {lr: 5.0e-4, schedule: cosine, warmup_ratio: 0.1}
     train: {epochs: 5, batch_size: 32, output_dir: runs/tux}
@@ -46,8 +48,15 @@ class TowerConfig:
 
 @dataclass
 class TaskConfig:
+    """A task head. With several ``tasks``: ``label_field`` is the record field holding this task's label
+    (string labels get a vocabulary from the training split), ``weight`` scales its loss in the sum and
+    ``towers`` names the towers it reads (each gets one side network per task that reads it)."""
+
     name: str = "classification"
     options: dict[str, Any] = field(default_factory=dict)
+    label_field: str = "label"
+    weight: float = 1.0
+    towers: list[str] | None = None  # several tasks: the towers this task reads (default: every tower)
 
 
 @dataclass
@@ -112,6 +121,7 @@ class LoopConfig:
 class RunConfig:
     towers: dict[str, TowerConfig]
     task: TaskConfig = field(default_factory=TaskConfig)
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
@@ -133,13 +143,21 @@ class RunConfig:
             if "backbone" not in tower:
                 raise ValueError(f"towers.{name} needs a backbone, e.g. towers.{name}.backbone=minilm")
             towers[name] = TowerConfig(**check_section(TowerConfig, tower, f"towers.{name}."))
+        if data.get("tasks") and data.get("task") and TaskConfig(**data["task"]) != TaskConfig():
+            raise ValueError("give either 'task' (one task) or 'tasks' (several, by name), not both")
+        tasks = {}
+        example = "{name: classification, label_field: topic}"
+        for name, task in require_mapping(data.pop("tasks", None) or {}, "tasks", "{topic: " + example + "}").items():
+            task = {"name": task} if isinstance(task, str) else require_mapping(task, f"tasks.{name}", example)
+            _reject_unknown(TaskConfig, task, f"tasks.{name}.")
+            tasks[str(name)] = TaskConfig(**check_section(TaskConfig, task, f"tasks.{name}."))
         sections = {"task": TaskConfig, "data": DataConfig, "optim": OptimConfig, "train": LoopConfig}
         built = {}
         for key, klass in sections.items():
             values = require_mapping(data.get(key), key, f"{key}: {{...}}")
             _reject_unknown(klass, values, f"{key}.")
             built[key] = klass(**check_section(klass, values, f"{key}."))
-        return cls(towers=towers, **built)
+        return cls(towers=towers, tasks=tasks, **built)
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None,

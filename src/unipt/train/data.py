@@ -7,6 +7,7 @@ from typing import Any
 
 from torch.utils.data import Dataset, Subset
 
+from unipt.batch import TaskLabels
 from unipt.train.config import RunConfig
 from unipt.train.labels import (
     LabelVocabulary,
@@ -15,6 +16,7 @@ from unipt.train.labels import (
     load_split_records,
     training_vocabulary,
 )
+from unipt.train.multitask import task_labels
 
 
 @dataclass
@@ -23,9 +25,10 @@ class RunData:
     eval: Dataset
     test: Dataset | None = None
     answer_index: dict[str, int] | None = None
-    task_options: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)  # with several tasks: {task: options}
     labels: LabelVocabulary | None = None  # classification: the training split's classes
     augment: dict[str, Any] | None = None
+    task_labels: TaskLabels = field(default_factory=dict)  # with several tasks: {task: (field, vocabulary)}
 
 
 def loader_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -40,9 +43,16 @@ def split_name(config: RunConfig, role: str) -> str | None:
     return {"train": config.data.train_split, "eval": config.data.eval_split, "test": config.data.test_split}[role]
 
 
+def classifies_labels(config: RunConfig) -> bool:
+    """Whether the run classifies the records' ``label`` (whose class vocabulary the training split fixes)."""
+    if config.tasks:
+        return any(t.name == "classification" and t.label_field == "label" for t in config.tasks.values())
+    return config.task.name == "classification"
+
+
 def run_vocabulary(config: RunConfig, train: Dataset | None = None) -> LabelVocabulary | None:
     """The class vocabulary of a classification run, from its (full, unlimited) training split."""
-    if config.task.name != "classification":
+    if not classifies_labels(config):
         return None
     data = config.data
     if train is None:
@@ -79,13 +89,18 @@ def load_run_data(config: RunConfig, labels: LabelVocabulary | None = None) -> R
     """
     data = config.data
     train = load_split(config, "train", labels)
-    if labels is None and config.task.name == "classification":
+    if labels is None and classifies_labels(config):
         labels = run_vocabulary(config, base_dataset(train))
     evaluation = load_split(config, "eval", labels)
     test = load_split(config, "test", labels) if data.test_split else None
     run = RunData(train, evaluation, test, labels=labels, augment=data.options.get("augment"))
-    task = config.task.name
     records = _records(train)
+    if config.tasks:
+        others = {"eval": _records(evaluation), **({"test": _records(test)} if test is not None else {})}
+        classes = labels.num_classes if labels is not None else None
+        run.task_labels, run.task_options = task_labels(config, records, classes, others)
+        return run
+    task = config.task.name
     if task in ("vqa", "gqa"):
         counts: dict[str, int] = {}
         for record in records:

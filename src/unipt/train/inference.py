@@ -11,8 +11,9 @@ import yaml
 from torch.utils.data import Dataset, Subset
 
 from unipt.data.images import load_rgb
+from unipt.method import load_into
 from unipt.outputs import AdaptedOutput
-from unipt.train.checkpoint import load_checkpoint, restore_weights
+from unipt.train.checkpoint import load_checkpoint
 from unipt.train.config import RunConfig, apply_override
 from unipt.train.data import load_run_data
 from unipt.train.labels import read_vocabulary
@@ -21,6 +22,18 @@ from unipt.train.loop import Trainer
 
 def load_run(run_dir: str | Path, overrides: list[str] | None = None, tag: str = "best") -> Trainer:
     """A :class:`Trainer` for the run in ``run_dir`` with the ``tag`` checkpoint's weights loaded."""
+    trainer = run_trainer(run_dir, overrides)
+    checkpoint = Path(run_dir) / "checkpoints" / tag
+    state, _ = load_checkpoint(checkpoint, trainer.system)
+    if "ema" in state:  # runs with train.ema_decay are evaluated with the averaged weights
+        load_into(trainer.system, state["ema"], checkpoint)
+    trainer.system.eval()
+    return trainer
+
+
+def run_trainer(run_dir: str | Path, overrides: list[str] | None = None) -> Trainer:
+    """A :class:`Trainer` rebuilt from the run's ``run_config.yaml`` (fresh weights; reads raw data unless
+    ``train.cache_dir`` is among the ``overrides``)."""
     run = Path(run_dir)
     config_file = run / "run_config.yaml"
     if not config_file.is_file():
@@ -33,14 +46,7 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None, tag: str =
     if not any(item.startswith("train.cache_dir=") for item in overrides or []):
         config.train.cache_dir = None  # evaluation and prediction read raw data unless asked otherwise
     # The classes the run was trained with (labels.json), so eval and predict number them the same way.
-    trainer = Trainer(config, data=load_run_data(config, labels=read_vocabulary(run)))
-    checkpoint = run / "checkpoints" / tag
-    weights, state, _ = load_checkpoint(checkpoint)
-    restore_weights(trainer.system, weights, checkpoint)
-    if "ema" in state:  # runs with train.ema_decay are evaluated with the averaged weights
-        restore_weights(trainer.system, state["ema"], checkpoint)
-    trainer.system.eval()
-    return trainer
+    return Trainer(config, data=load_run_data(config, labels=read_vocabulary(run)))
 
 
 @torch.no_grad()

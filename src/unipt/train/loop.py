@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import resource
 import statistics
 import sys
 import time
@@ -22,16 +20,24 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from unipt.batch import Batch
+from unipt.model_card import run_facts, write_card
+from unipt.parameters import count_parameters
+from unipt.process import needs_cpu_flag, peak_memory_mb, reset_peak_memory
+from unipt.train.augment import augmented_collators
 from unipt.train.batching import Collator
-from unipt.train.checkpoint import load_checkpoint, recover_checkpoint, restore_weights, save_checkpoint
+from unipt.train.caching import use_cache
+from unipt.train.checkpoint import load_checkpoint, recover_checkpoint, save_checkpoint
 from unipt.train.config import RunConfig
 from unipt.train.data import RunData, load_run_data
 from unipt.train.ema import WeightAverage
 from unipt.train.labels import save_vocabulary
 from unipt.train.metrics_log import metrics_line, rebuild_metrics_log
-from unipt.train.nonfinite import RECORD_IDS, NonFiniteGuard, gradient_norm, step_scheduler
+from unipt.train.nonfinite import NonFiniteGuard
 from unipt.train.optim import build_optimizer, build_scheduler
+from unipt.train.plots import plot_history
 from unipt.train.preflight import check_output_dir, check_weights_finite
+from unipt.train.step import training_step
 from unipt.train.system import AdaptedSystem, build_system
 from unipt.train.tracking import RunTracker
 
@@ -50,9 +56,10 @@ class FitResult:
     step_time_ms: float
     train_time_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    shared_backbone: dict[str, float] | None = None  # several tasks: what one backbone pass for all saved
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "history"}
+        return {k: v for k, v in self.__dict__.items() if k != "history" and not (k == "shared_backbone" and v is None)}
 
 
 class Trainer:
@@ -68,16 +75,12 @@ class Trainer:
         self.tracker = RunTracker(config.train.report_to, self.out, self.accelerator.is_main_process)
         self.data = data or load_run_data(config)
         self.system = system or build_system(config, task_options=self.data.task_options)
-        self.collate = Collator(self.system.tower_info, self.data.answer_index)
+        self.collate = Collator(self.system.tower_info, self.data.answer_index, self.data.task_labels)
         self.train_collate = self.collate
         if self.data.augment:  # training-time augmentation (VSE-infinity's recipe); eval keeps its resize
-            from unipt.train.augment import augmented_collators
-
             self.train_collate, self.collate = augmented_collators(self.system.tower_info, self.data.answer_index,
-                                                                   self.data.augment)
+                                                                   self.data.augment, self.data.task_labels)
         if config.train.cache_dir:  # cached taps: the cached towers' backbones never run
-            from unipt.cache.runtime import use_cache
-
             # every shard the run will read is checked now, not when an epoch first reaches it
             self.data, self.collate = use_cache(config, self.system, self.data, verify="full")
             self.train_collate = self.collate
@@ -112,10 +115,13 @@ class Trainer:
             if self.data.labels is not None:
                 save_vocabulary(self.out, self.data.labels)
         guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite, self.data.train, verbose=self.main)
-        self.tracker.start(acc, cfg.to_dict(), _parameter_counts(self.system))
+        self.tracker.start(acc, cfg.to_dict(), count_parameters(self.system))
         step_times: list[float] = []
+        clip = (lambda: acc.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip)) if cfg.optim.grad_clip else None
+        after_step = (lambda: self.ema.update(self.system)) if self.ema is not None else None
         started = time.perf_counter()
-        _reset_peak_memory()
+        backbone_start = self.system.backbone_seconds
+        reset_peak_memory()
         for epoch in range(start_epoch, cfg.train.epochs):
             set_seed(cfg.train.seed + epoch)  # every epoch's randomness depends only on (seed, epoch)
             self.system.task.on_epoch_start(epoch)
@@ -133,25 +139,19 @@ class Trainer:
                 # batch's loss is divided by its group's size, so the step follows the group's mean loss.
                 group = min(accum, steps_per_epoch - step // accum * accum)
                 boundary = (step + 1) % accum == 0 or step + 1 == steps_per_epoch
-                with nullcontext() if boundary else acc.no_sync(system):
-                    with acc.autocast():
-                        loss = system(batch)["loss"]
-                    weight = self.system.task.loss_weight(epoch, step, steps_per_epoch)
-                    acc.backward(loss * (weight / group))
-                if boundary:
-                    if cfg.optim.grad_clip:
-                        norm = float(acc.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip))
-                    else:
-                        norm = gradient_norm(list(system.parameters()))
+                weight = self.system.task.loss_weight(epoch, step, steps_per_epoch)
+
+                def may_step(loss: torch.Tensor, norm: float, epoch: int = epoch, step: int = step,
+                             batch: Batch = batch) -> bool:
                     # one rank's NaN loss makes the mean NaN everywhere, so every rank skips the same steps
-                    value = (acc.reduce(loss.detach(), "mean") if acc.num_processes > 1 else loss.detach()).item()
-                    stepped = guard.step_ok(value, norm, epoch, step, batch)
-                    if stepped:
-                        optimizer.step()
-                        if self.ema is not None:
-                            self.ema.update(self.system)
-                    step_scheduler(scheduler, stepped)  # a skipped step still uses up its place in the schedule
-                    optimizer.zero_grad(set_to_none=True)
+                    value = (acc.reduce(loss, "mean") if acc.num_processes > 1 else loss).item()
+                    return guard.step_ok(value, norm, epoch, step, batch.record_ids)
+
+                with nullcontext() if boundary else acc.no_sync(system):
+                    loss = training_step(lambda batch=batch: system(batch)["loss"], optimizer, backward=acc.backward,
+                                         loss_scale=weight / group, forward_context=acc.autocast(), step=boundary,
+                                         clip=clip, may_step=may_step, after_step=after_step,
+                                         scheduler=scheduler).loss
                 if math.isfinite(loss.item()):
                     losses.append(loss.item())
                 step_times.append(time.perf_counter() - tick)
@@ -172,9 +172,22 @@ class Trainer:
             self._save("last", optimizer, scheduler, epoch + 1, best, history)
             self._log(record)
             self.tracker.log_epoch((epoch + 1) * steps_per_epoch, record)
-        result = self._finish(best, history, step_times, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._backbone_s = self.system.backbone_seconds - backbone_start
+        result = self._finish(best, history, step_times, seconds)
         self.tracker.finish(cfg.train.epochs * steps_per_epoch, result.to_dict())
         return result
+
+    def _shared_backbone(self, seconds: float) -> dict[str, float] | None:
+        """With several tasks: the measured backbone time of this run (training and evaluation) and the
+        estimated time of one separate run per task, each paying that backbone time again."""
+        tasks = len(self.config.tasks)
+        if tasks < 2:
+            return None
+        separate = seconds + (tasks - 1) * self._backbone_s
+        return {"tasks": tasks, "backbone_s": round(self._backbone_s, 3),
+                "separate_runs_estimate_s": round(separate, 3),
+                "time_saved_estimate": round(1 - seconds / separate, 4) if separate else 0.0}
 
     def _steps_per_epoch(self) -> int:
         n = len(self.data.train) // (self.config.train.batch_size * self.accelerator.num_processes)
@@ -213,9 +226,9 @@ class Trainer:
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         meta = {"epoch": epoch, "best": best, "history": history, "config": self.config.to_dict()}
-        weights = self.accelerator.unwrap_model(self.system).trainable_state_dict()
-        check_weights_finite(weights, f"checkpoint {tag!r} of epoch {epoch}")
-        save_checkpoint(self.out / "checkpoints" / tag, weights, state, meta)
+        system = self.accelerator.unwrap_model(self.system)
+        check_weights_finite(system.trainable_state_dict(), f"checkpoint {tag!r} of epoch {epoch}")
+        save_checkpoint(self.out / "checkpoints" / tag, system, state, meta)
 
     def _maybe_resume(self, optimizer: Any, scheduler: Any) -> tuple[int, dict | None, list[dict]]:
         last = self.out / "checkpoints" / "last"
@@ -229,8 +242,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if not last.is_dir():
             return 0, None, []
-        weights, state, meta = load_checkpoint(last)
-        restore_weights(self.accelerator.unwrap_model(self.system), weights, last)
+        state, meta = load_checkpoint(last, self.accelerator.unwrap_model(self.system))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and "ema" in state:
@@ -266,34 +278,23 @@ class Trainer:
     def _finish(self, best: dict | None, history: list[dict], step_times: list[float], seconds: float) -> FitResult:
         test = None
         if self.data.test is not None and (self.out / "checkpoints" / "best").is_dir():
-            weights, state, _ = load_checkpoint(self.out / "checkpoints" / "best")
-            restore_weights(self.accelerator.unwrap_model(self.system), weights, self.out / "checkpoints" / "best")
+            state, _ = load_checkpoint(self.out / "checkpoints" / "best", self.accelerator.unwrap_model(self.system))
             if self.ema is not None and "ema" in state:
                 self.ema.load_state_dict(state["ema"])
             elif self.ema is not None:  # the best epoch predates the EMA (a resumed run): test its own weights
                 self.ema = None
             test = self.evaluate(self.data.test)
-        trainable, total = _parameter_counts(self.system)
+        trainable, total = count_parameters(self.system)
         saved = sum(v.numel() * v.element_size() for v in self.system.trainable_state_dict().values())
         peak, kind = peak_memory_mb()
         result = FitResult(best or {}, test, trainable, total, saved, peak, kind,
                            1000 * statistics.median(step_times[1:] or step_times) if step_times else float("nan"),
-                           seconds, history)
+                           seconds, history, self._shared_backbone(seconds))
         if self.main:
             (self.out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
-            from unipt.train.plots import plot_history
-
             plot_history(history, self.out / "training_curve.png", self.system.task.primary_metric)
-            from unipt.model_card import run_facts, write_card
-
             write_card(self.out, run_facts(self.config, self.system, result.to_dict(), self.out))
         return result
-
-
-def _parameter_counts(system: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameters."""
-    return (sum(p.numel() for p in system.parameters() if p.requires_grad),
-            sum(p.numel() for p in system.parameters()))
 
 
 class _Indexed(Dataset):
@@ -310,42 +311,13 @@ class _Indexed(Dataset):
 
 
 class _WithIds:
-    """Collate the records, then add their dataset indices under ``RECORD_IDS``."""
+    """Collate the records, then add their dataset indices (``Batch.record_ids``)."""
 
     def __init__(self, collate: Any):
         self.collate = collate
 
-    def __call__(self, items: list[tuple[int, Any]]) -> dict[str, Any]:
+    def __call__(self, items: list[tuple[int, Any]]) -> Batch:
         batch = self.collate([record for _, record in items])
-        batch[RECORD_IDS] = [index for index, _ in items]
+        batch.record_ids = [index for index, _ in items]
         return batch
 
-
-def needs_cpu_flag() -> bool:
-    """Whether Accelerate must be created with ``cpu=True``: under ``torchrun`` / ``accelerate launch``
-    (several processes) on a machine without an accelerator (else every process silently trains alone
-    instead of joining a gloo process group), or when ``accelerate launch --cpu`` asked for it."""
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
-        return True
-    available = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not available
-
-
-def _reset_peak_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-
-
-def peak_memory_mb() -> tuple[float, str]:
-    """Peak memory of this process: CUDA allocator peak, else the process's peak resident set."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
-
-
-def end_distributed() -> None:
-    """Wait for every rank, then tear the process group down, so gloo/NCCL threads stop before exit
-    (without it a rank can abort with "terminate called without an active exception")."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()

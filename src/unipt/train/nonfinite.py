@@ -19,8 +19,6 @@ from torch.utils.data import Dataset, Subset
 
 from unipt.errors import NonFiniteTrainingError
 
-RECORD_IDS = "record_ids"  # batch key: the dataset indices of the batch's records (added by the loader)
-
 
 class NonFiniteGuard:
     """Per-run bookkeeping of non-finite steps.
@@ -41,8 +39,10 @@ class NonFiniteGuard:
     def start_epoch(self) -> None:
         self.skipped_in_epoch = 0
 
-    def step_ok(self, loss: float, grad_norm: float, epoch: int, step: int, batch: dict[str, Any]) -> bool:
+    def step_ok(self, loss: float, grad_norm: float, epoch: int, step: int,
+                record_ids: Sequence[int] | None = None) -> bool:
         """True when the optimiser may step; False (after reporting) when the step must be skipped.
+        ``record_ids``: the dataset indices of the batch's records (to name them).
 
         Raises:
             NonFiniteTrainingError: the ``patience``-th non-finite step in a row.
@@ -54,7 +54,7 @@ class NonFiniteGuard:
         self.consecutive += 1
         self.skipped_in_epoch += 1
         where = f"epoch {epoch + 1} step {step + 1}"
-        records = describe_records(self.dataset, batch.get(RECORD_IDS))
+        records = describe_records(self.dataset, record_ids)
         self._recent = (self._recent + [f"{where}: {records}"])[-3:]
         values = f"loss={loss:.4g}, gradient norm={grad_norm:.4g}"
         if self.consecutive >= self.patience:

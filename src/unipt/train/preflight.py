@@ -3,7 +3,7 @@
 :meth:`unipt.train.Trainer.fit` runs :func:`check_output_dir` and :func:`check_weights_finite` (before each
 checkpoint); the data checks (empty splits, one-class training data, labels outside the training
 vocabulary) live in :mod:`unipt.train.labels`, and every cache shard is verified when a run uses a cache
-(:mod:`unipt.cache.runtime`). The README section "What is checked before a run starts" lists them all.
+(:mod:`unipt.train.caching`). The README section "What is checked before a run starts" lists them all.
 """
 
 from __future__ import annotations

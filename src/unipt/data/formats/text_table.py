@@ -37,8 +37,10 @@ def _build(
     label_names: Sequence[str] | None,
     name: str,
     split: str,
+    extras: list[dict[str, Any]] | None = None,
 ) -> RecordDataset:
-    records: list[dict[str, Any]] = [{"text": t} for t in texts]
+    records: list[dict[str, Any]] = [{"text": t, **(e or {})} for t, e in zip(texts, extras or [None] * len(texts),
+                                                                        strict=True)]
     class_names = None
     if raw_labels is not None:
         labels, class_names = encode_labels(raw_labels, where, path, field, label_names)
@@ -62,25 +64,30 @@ def load_text_csv(
     label_column: str | None = "label",
     delimiter: str = ",",
     label_names: Sequence[str] | None = None,
+    extra_columns: Sequence[str] = (),
 ) -> RecordDataset:
     """Load ``text,label`` rows from a CSV with a header (``path``, or ``root/<split>.csv``).
 
-    Records: ``text``, ``label`` (int; absent when ``label_column`` is None). ``meta["class_names"]``
-    holds the label vocabulary when labels were names.
+    Records: ``text``, ``label`` (int; absent when ``label_column`` is None) and each of ``extra_columns``
+    as written (e.g. the labels of other tasks). ``meta["class_names"]`` holds the label vocabulary when
+    labels were names.
     """
     p = _default_path(path, root, split, "csv")
-    required = [text_column] + ([label_column] if label_column else [])
+    required = [text_column] + ([label_column] if label_column else []) + list(extra_columns)
     texts: list[str] = []
     labels: list[Any] = []
     where: list[str] = []
+    extras: list[dict[str, Any]] = []
     for line, row in read_csv_rows(p, "text CSV file", required, delimiter=delimiter):
         loc = f"line {line}"
         texts.append(get_field(row, text_column, p, loc, str))
         if label_column:
             labels.append((row.get(label_column) or "").strip())
+        extras.append({c: get_field(row, c, p, loc, str).strip() for c in extra_columns})
         where.append(loc)
     return _build(
-        texts, labels if label_column else None, where, p, label_column or "", label_names, "text_csv", split
+        texts, labels if label_column else None, where, p, label_column or "", label_names, "text_csv", split,
+        extras,
     )
 
 
@@ -92,21 +99,26 @@ def load_text_jsonl(
     text_field: str = "text",
     label_field: str | None = "label",
     label_names: Sequence[str] | None = None,
+    extra_fields: Sequence[str] = (),
 ) -> RecordDataset:
     """Load ``{"text": ..., "label": ...}`` lines (``path``, or ``root/<split>.jsonl``).
 
-    Labels may be ints or class names. Records: ``text``, ``label``.
+    Labels may be ints or class names. Records: ``text``, ``label`` and each of ``extra_fields`` (ints or
+    strings, e.g. the labels of other tasks).
     """
     p = _default_path(path, root, split, "jsonl")
     texts: list[str] = []
     labels: list[Any] = []
     where: list[str] = []
+    extras: list[dict[str, Any]] = []
     for line, obj in read_jsonl(p, "text JSONL file", f'{{"{text_field}": str, "{label_field}": int|str}}'):
         loc = f"line {line}"
         texts.append(get_field(obj, text_field, p, loc, str))
         if label_field:
             labels.append(get_field(obj, label_field, p, loc, (int, str)))
+        extras.append({f: get_field(obj, f, p, loc, (int, str)) for f in extra_fields})
         where.append(loc)
     return _build(
-        texts, labels if label_field else None, where, p, label_field or "", label_names, "text_jsonl", split
+        texts, labels if label_field else None, where, p, label_field or "", label_names, "text_jsonl", split,
+        extras,
     )

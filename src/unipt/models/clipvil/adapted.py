@@ -9,6 +9,8 @@ computation into the side network; the pooler's weights never change.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from unipt.config import UniPTConfig
@@ -35,8 +37,8 @@ class CLIPViLUniPT(UniPTModel):
         if not isinstance(backbone, CLIPViLBackbone):
             raise TypeError(f"CLIPViLUniPT adapts a CLIPViLBackbone, got {type(backbone).__name__}")
         config = config or UniPTConfig(preset="clipvil")
-        if config.tap_source is None:
-            config.tap_source = "hidden_states"
+        if config.tap_source is None:  # the user's config is left as given
+            config = dataclasses.replace(config, tap_source="hidden_states")
         super().__init__(backbone, config, example_inputs or backbone.example_inputs())
         released = getattr(backbone, "released_side", None)
         if released:
@@ -55,5 +57,4 @@ class CLIPViLUniPT(UniPTModel):
 
     @property
     def variant(self) -> str:
-        cfg = self.config
-        return f"UniPT on CLIP-ViL (preset {cfg.preset}, side width {cfg.resolved_side_width}, frozen pooler)"
+        return f"UniPT on CLIP-ViL (preset {self.config.preset}, side width {self.dims.side_width}, frozen pooler)"

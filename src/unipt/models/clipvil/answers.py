@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from unipt.models.clipvil.weights import read_state_dict, split_checkpoint
+
 # LXMERT's answer conversions (articles, number words, spelling), applied to the task's answers.
 ANSWER_CONVERT = {
     "a man": "man", "the man": "man", "a woman": "woman", "the woman": "woman",
@@ -114,8 +116,6 @@ def init_head_from_checkpoint(head: nn.Sequential, checkpoint: str, answer_table
                               answers: list[str]) -> SurgeryReport:
     """Answer-table surgery from a released file: its pre-trained QA head (pre-training checkpoint) or its
     fine-tuned ``logit_fc`` (VQA / GQA checkpoint), whose rows ``answer_table`` lists."""
-    from unipt.models.clipvil.weights import read_state_dict, split_checkpoint
-
     parts = split_checkpoint(read_state_dict(checkpoint))
     source = parts.pretrained_answer_head or parts.head
     if not source:

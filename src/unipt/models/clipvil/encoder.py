@@ -225,12 +225,6 @@ class CLIPViLBackbone(nn.Module):
         self.released_side: dict[str, torch.Tensor] | None = None  # a released UniPT run's side weights
         self.apply(_bert_init)
 
-    def build_unipt(self, config: object, example_inputs: dict[str, torch.Tensor] | None = None) -> nn.Module:
-        """UniPT as released for CLIP-ViL (the method registry calls this for ``method: unipt``)."""
-        from unipt.models.clipvil.adapted import CLIPViLUniPT
-
-        return CLIPViLUniPT(self, config, example_inputs)  # type: ignore[arg-type]
-
     # ----------------------------------------------------------------------------------- visual side
     def attach_visual(self, visual_model: nn.Module) -> None:
         """Use ``visual_model`` (``grid(pixels) -> [B, C, h, w] | [B, Lv, C]``, attribute ``feature_dim``)."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from unipt.backbones import Backbone
 from unipt.models.clipvil.config import CLIPViLConfig
 from unipt.models.clipvil.encoder import CLIPViLBackbone
 from unipt.models.clipvil.preprocess import CLIPViLPreprocessor
 from unipt.models.clipvil.visual import FeatureFiles, build_visual_encoder
 from unipt.models.clipvil.weights import CheckpointParts, load_strict, read_state_dict, split_checkpoint
+from unipt.packaged_backbones import Backbone, minilm_path
 
 VISUAL_PREFIX = "encoder.visual_model."
 
@@ -54,9 +54,7 @@ def load_tokenizer(name: str) -> Any:
     import transformers
 
     if name.lower() == "minilm":
-        from unipt.backbones import _minilm_path
-
-        name = _minilm_path()
+        name = minilm_path()
     try:
         return transformers.AutoTokenizer.from_pretrained(name)
     except OSError as err:

@@ -37,13 +37,18 @@ def side_key_table(num_layers: int) -> dict[str, str]:
     Tap 0 (the joint embedding) is ``side_first_downsample_l``; tap ``k`` (layer ``k``) is
     ``side_downsamples_l.<k-1>``; the last one (layer ``num_layers``) projects the guide.
     """
-    table = {"encoder.side_first_downsample_l.": "branch.down_projs.0."}
+    downs = {"encoder.side_first_downsample_l.": "branch.layers.0."}
     for k in range(num_layers - 1):
-        table[f"encoder.side_downsamples_l.{k}."] = f"branch.down_projs.{k + 1}."
-    table[f"encoder.side_downsamples_l.{num_layers - 1}."] = "branch.guide_proj."
-    table["encoder.side_projection_l."] = "branch.fusion."
+        downs[f"encoder.side_downsamples_l.{k}."] = f"branch.layers.{k + 1}."
+    downs[f"encoder.side_downsamples_l.{num_layers - 1}."] = "branch.guide."
+    # The released modules are nn.Sequential: Linear -> LayerNorm (down-projections), Linear -> ReLU ->
+    # Linear -> LayerNorm (fusion P); ours name those sub-layers.
+    table = {f"{theirs}{i}.": f"{ours}{name}." for theirs, ours in downs.items() for i, name in ((0, "linear"),
+                                                                                                  (1, "norm"))}
+    for i, name in ((0, "fc1"), (2, "fc2"), (3, "norm")):
+        table[f"encoder.side_projection_l.{i}."] = f"branch.fusion.{name}."
     table["encoder.side_gate_layer_l."] = "branch.aggregation.gate."
-    table["encoder.side_final_upsample_l.0."] = "up_proj."
+    table["encoder.side_final_upsample_l.0."] = "up.linear."
     return table
 
 

@@ -9,12 +9,12 @@ transformer of width 256, 100 queries, soft-token / box / contrastive-alignment 
 As a training backbone it is named ``mdetr:<checkpoint>``; UniPT's ``mdetr`` preset adapts it.
 """
 
-from unipt.models.mdetr.config import MDETRConfig, MDETRLossConfig, ResNetBodyConfig, TextEncoderConfig
-from unipt.models.mdetr.heads import HeadOutputs, MDETRHeads
-from unipt.models.mdetr.losses import MDETRCriterion
+from unipt.models.mdetr.config import MDETRConfig, ResNetBodyConfig, TextEncoderConfig
 from unipt.models.mdetr.model import MDETR, MDETROutput
 from unipt.models.mdetr.preprocess import MDETRPreprocessor
 from unipt.models.mdetr.weights import CheckpointMismatchError, config_from_state_dict, load_mdetr, save_mdetr
+from unipt.tasks.mdetr_heads import HeadOutputs, MDETRHeads
+from unipt.tasks.mdetr_losses import MDETRCriterion, MDETRLossConfig
 
 __all__ = [
     "MDETR",

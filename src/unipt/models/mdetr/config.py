@@ -1,4 +1,5 @@
-"""MDETR's sizes and loss settings as typed dataclasses (defaults = the released RefCOCO recipe).
+"""MDETR's sizes as typed dataclasses (defaults = the released RefCOCO recipe; its loss settings are
+:class:`unipt.tasks.mdetr_losses.MDETRLossConfig`, beside the losses).
 
 The defaults reproduce ``ashkamath/mdetr``'s ``main.py`` defaults with the hub models' choices
 (``num_classes=255``, contrastive-alignment head of width 64, no image-text contrastive loss).
@@ -125,27 +126,3 @@ class MDETRConfig:
         if unknown:
             raise ValueError(f"unknown MDETRConfig fields {unknown}; known: {sorted(known)}")
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class MDETRLossConfig:
-    """Matching costs and loss weights (``main.py`` defaults).
-
-    Attributes:
-        cost_class / cost_bbox / cost_giou: Hungarian matching cost weights (1, 5, 2).
-        ce / bbox / giou / contrastive_align: loss weights (1, 5, 2, 1).
-        eos_coef: weight of unmatched queries in the soft-token loss (0.1).
-        temperature: contrastive-alignment temperature (0.07, ``--temperature_NCE``).
-        aux_loss: the same losses on every earlier decoder output.
-    """
-
-    cost_class: float = 1.0
-    cost_bbox: float = 5.0
-    cost_giou: float = 2.0
-    ce: float = 1.0
-    bbox: float = 5.0
-    giou: float = 2.0
-    contrastive_align: float = 1.0
-    eos_coef: float = 0.1
-    temperature: float = 0.07
-    aux_loss: bool = True

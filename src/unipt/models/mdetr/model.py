@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from unipt.models.mdetr.config import MDETRConfig
-from unipt.models.mdetr.heads import MLP, HeadOutputs, head_outputs
 from unipt.models.mdetr.image import ImageBackbone, resnet_body, timm_body
 from unipt.models.mdetr.transformer import EncoderStates, MDETRTransformer
+from unipt.tasks.mdetr_heads import MLP, HeadOutputs, head_outputs
 
 HEAD_MODULES = ("class_embed", "bbox_embed", "contrastive_align_projection_image", "contrastive_align_projection_text")
 
@@ -109,7 +109,7 @@ class MDETR(nn.Module):
         return head_outputs(self, hidden, text_memory)
 
     def head_state_dict(self) -> dict[str, torch.Tensor]:
-        """The tensors of the four prediction heads, keyed as in :class:`~unipt.models.mdetr.heads.MDETRHeads`."""
+        """The tensors of the four prediction heads, keyed as in :class:`~unipt.tasks.mdetr_heads.MDETRHeads`."""
         return {k: v for k, v in self.state_dict().items() if k.split(".", 1)[0] in HEAD_MODULES}
 
     def forward(

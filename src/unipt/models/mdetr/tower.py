@@ -14,9 +14,9 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from unipt.backbones import Backbone
 from unipt.models.mdetr.preprocess import MDETRPreprocessor
 from unipt.models.mdetr.weights import load_mdetr_with_settings
+from unipt.packaged_backbones import Backbone
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 

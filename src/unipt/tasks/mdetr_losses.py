@@ -23,15 +23,40 @@ normalises by the same count.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from unipt.models.mdetr.config import MDETRLossConfig
-from unipt.models.mdetr.heads import HeadOutputs
 from unipt.tasks.boxes import cxcywh_to_xyxy, generalized_box_iou, pairwise_generalized_box_iou
 from unipt.tasks.matcher import assignment
+from unipt.tasks.mdetr_heads import HeadOutputs
 
 Matches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class MDETRLossConfig:
+    """Matching costs and loss weights (``main.py`` defaults).
+
+    Attributes:
+        cost_class / cost_bbox / cost_giou: Hungarian matching cost weights (1, 5, 2).
+        ce / bbox / giou / contrastive_align: loss weights (1, 5, 2, 1).
+        eos_coef: weight of unmatched queries in the soft-token loss (0.1).
+        temperature: contrastive-alignment temperature (0.07, ``--temperature_NCE``).
+        aux_loss: the same losses on every earlier decoder output.
+    """
+
+    cost_class: float = 1.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    ce: float = 1.0
+    bbox: float = 5.0
+    giou: float = 2.0
+    contrastive_align: float = 1.0
+    eos_coef: float = 0.1
+    temperature: float = 0.07
+    aux_loss: bool = True
 
 
 def soft_token_targets(token_map: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """What caching buys: build time, disk size, and one training epoch from the cache vs live UniPT vs LoRA.
 
-``python -m unipt.cache.bench CONFIG --out DIR [--records 512] [--batch-size 32] [--set k=v ...]``
+``python -m unipt.bench.cache CONFIG --out DIR [--records 512] [--batch-size 32] [--set k=v ...]``
 """
 
 from __future__ import annotations
@@ -18,19 +18,20 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from unipt.cache.build import build_cache
+from unipt.batch import Batch
 from unipt.cache.collate import CacheCollator
 from unipt.cache.dataset import CachedDataset
-from unipt.cache.runtime import system_identity
-from unipt.cache.source import split_fingerprint
 from unipt.train.batching import Collator
-from unipt.train.config import RunConfig
+from unipt.train.cache_source import split_fingerprint
+from unipt.train.caching import build_cache, system_identity
+from unipt.train.config import RunConfig, load_run_config
 from unipt.train.data import load_run_data
 from unipt.train.optim import build_optimizer
+from unipt.train.step import training_step
 from unipt.train.system import AdaptedSystem, build_system, build_tower
 
 
-def time_epoch(system: AdaptedSystem, dataset: Dataset, collate: Callable[[list[dict[str, Any]]], dict[str, Any]],
+def time_epoch(system: AdaptedSystem, dataset: Dataset, collate: Callable[[list[dict[str, Any]]], Batch],
                config: RunConfig) -> dict[str, float]:
     """Seconds of one training epoch (loading + collating + forward + backward + AdamW step), single process."""
     torch.manual_seed(config.train.seed)
@@ -43,10 +44,7 @@ def time_epoch(system: AdaptedSystem, dataset: Dataset, collate: Callable[[list[
     started = time.perf_counter()
     tick = started
     for batch in loader:
-        loss = system(batch)["loss"]
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        training_step(lambda batch=batch: system(batch)["loss"], optimizer)
         now = time.perf_counter()
         steps.append(now - tick)
         tick = now
@@ -120,9 +118,7 @@ def format_benchmark(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from unipt.train import load_run_config
-
-    parser = argparse.ArgumentParser(prog="python -m unipt.cache.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m unipt.bench.cache", description=__doc__)
     parser.add_argument("config")
     parser.add_argument("--out", required=True, help="where the benchmark's cache is built")
     parser.add_argument("--records", type=int, default=512)

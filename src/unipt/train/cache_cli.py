@@ -1,10 +1,10 @@
-"""``unipt cache build | plan | verify``: argparse wiring (``add_cache_parser``) and ``python -m unipt.cache``.
+"""``unipt cache build | plan | verify``: argparse wiring (``add_cache_parser``) of the run-config cache commands.
 
 Examples::
 
     unipt cache plan configs/rt.yaml --set data.limit_train=512
     unipt cache build configs/rt.yaml --out caches/rt --dtype fp16 --no-padding
-    torchrun --nproc_per_node 2 -m unipt.cache build configs/rt.yaml --out caches/rt   # shards split over ranks
+    torchrun --nproc_per_node 2 -m unipt.cli cache build configs/rt.yaml --out caches/rt   # shards split over ranks
     unipt cache verify caches/rt
     unipt train configs/rt.yaml --set train.cache_dir=caches/rt
 """
@@ -16,10 +16,19 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from accelerate import PartialState
+
 from unipt.cache.manifest import ROLES
+from unipt.cache.plan import format_plan
 from unipt.cache.shards import DTYPES
+from unipt.cache.verify import verify_cache
 from unipt.io_streams import add_format_argument, emit, results_only_stdout
 from unipt.overrides import add_set_argument
+from unipt.process import needs_cpu_flag
+from unipt.train.caching import build_cache, plan_cache
+from unipt.train.causal_guard import refuse_causal_lm
+from unipt.train.config import load_run_config
+from unipt.train.system import build_tower
 
 
 def add_cache_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -72,14 +81,6 @@ _LM_CACHE = "train it live (`unipt train`): the backbone's forward runs without 
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
-
-    from unipt.cache.build import build_cache
-    from unipt.lm.cli import refuse_causal_lm
-    from unipt.train import load_run_config
-    from unipt.train.loop import needs_cpu_flag
-    from unipt.train.system import build_tower
-
     config = load_run_config(args.config, args.overrides)
     refuse_causal_lm(config, "cache build", _LM_CACHE)
     main = PartialState(cpu=needs_cpu_flag()).is_main_process
@@ -100,11 +101,6 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from unipt.cache.plan import format_plan, plan_cache
-    from unipt.lm.cli import refuse_causal_lm
-    from unipt.train import load_run_config
-    from unipt.train.system import build_tower
-
     config = load_run_config(args.config, args.overrides)
     refuse_causal_lm(config, "cache plan", _LM_CACHE)
     towers = {name: build_tower(name, spec) for name, spec in config.towers.items()}
@@ -119,16 +115,14 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from unipt.cache.verify import verify_cache
-
     reports = [{"state": "BROKEN" if report["problems"] else "OK", **report} for report in verify_cache(args.path)]
     emit(reports, args.format)
     return 1 if any(report["problems"] for report in reports) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m unipt.cache build|plan|verify ...`` (the same commands as ``unipt cache``)."""
-    parser = argparse.ArgumentParser(prog="python -m unipt.cache")
+    """``build|plan|verify ...`` as ``unipt cache`` runs them (returns the exit code)."""
+    parser = argparse.ArgumentParser(prog="unipt cache")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_cache_parser(subparsers)
     args = parser.parse_args(["cache", *(argv if argv is not None else sys.argv[1:])])
