@@ -75,11 +75,17 @@ class CausalSideNetwork(nn.Module):
         in_widths: widths of the decoder's hidden states ``H_0 .. H_N``, guide (the final state) last.
         side_width: ``d``.
         target_layers: which hidden states the guide re-weights (``None``: all but the guide).
-        down_proj / fusion_form / up_proj: forms of the projections (see :mod:`unipt.nn.layers`).
+        down_proj: form of the down-projections (see :mod:`unipt.nn.layers`).
         norm: ``layer`` only (BatchNorm would pool over later tokens).
-        eps / eps_mode: the interaction's L1 normaliser. interaction: ``False`` skips the guided
-            re-weighting (ablation). aggregation: ``confidence`` or ``uniform``.
-        kernel: ``fused`` or ``reference``; memory: ``default`` or ``min``; query_block: rows per block.
+        fusion_form: form of P.
+        up_proj: form of U.
+        eps: the interaction's L1 normaliser epsilon.
+        eps_mode: ``add`` or ``clamp``.
+        interaction: ``False`` skips the guided re-weighting (ablation).
+        aggregation: ``confidence`` or ``uniform``.
+        kernel: ``fused`` or ``reference``.
+        memory: ``default`` or ``min``.
+        query_block: query rows per block in the fused kernel.
         init: ``default``, ``bert`` or ``xavier``.
     """
 
