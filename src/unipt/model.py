@@ -94,6 +94,7 @@ class UniPTModel(FrozenTapMethod):
         class-token positions); ``activate`` adds it to the active sides.
         """
         config = config if config is not None else self.config
+        check_features_precision(config)
         if config.keep_backbone_dropout != self.config.keep_backbone_dropout:
             raise ValueError("every side reads the same backbone run: keep_backbone_dropout must be the same")
         # The model's own config resolves to the model's taps: no probe forward needed.
