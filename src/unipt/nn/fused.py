@@ -251,7 +251,6 @@ def _backward(ctx, grad_mixed: torch.Tensor, grad_alpha_out: torch.Tensor | None
     key_mask = rest.pop(0) if ctx.has_mask else None
     class_index = rest.pop(0) if ctx.has_index else None
     needs = ctx.needs_input_grad[5:]  # guide, guide_pooled, *gate, *flat
-    b, lq, _ = guide.shape
 
     grad_mixed = grad_mixed.contiguous()
     grad_guide = torch.zeros_like(guide) if needs[0] else None
