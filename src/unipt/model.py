@@ -310,23 +310,6 @@ class UniPTModel(FrozenTapMethod):
         return model
 
 
-def get_unipt_model(
-    backbone: nn.Module,
-    config: UniPTConfig | None = None,
-    example_inputs: dict[str, torch.Tensor] | None = None,
-) -> UniPTModel:
-    """Freeze ``backbone`` and attach a UniPT side network (widths discovered from the backbone).
-
-    Args:
-        backbone: any ``nn.Module``: a Hugging Face model, a torchvision/timm CNN, your own network.
-        config: :class:`UniPTConfig` (default: the ``auto`` preset with automatic taps); it is not changed,
-            so the same config can be used on other backbones.
-        example_inputs: one batch of the backbone's keyword inputs used to discover the tap shapes;
-            by default a dummy batch is made from the backbone's config.
-    """
-    return UniPTModel(backbone, config or UniPTConfig(), example_inputs)
-
-
 def check_features_precision(config: UniPTConfig) -> None:
     """Backbone casting/quantisation and a bf16 side network are implemented for causal LMs only: refuse
     them here rather than ignore them."""
