@@ -153,13 +153,16 @@ def migrate_side_state(state: dict[str, torch.Tensor], format_version: int, form
 
     Args:
         forms: ``down_proj``, ``fusion``, ``up_proj`` and ``input_kind`` of the saved config: format 1's
-            positional keys mean different sub-layers under different forms.
+            positional keys mean different sub-layers under different forms; ``task_type`` ``causal_lm``
+            for the causal side network (:class:`~unipt.nn.causal.CausalSideNetwork`), whose containers
+            keep their format-1 names (``guide_proj``, ``down_projs.<k>``, ``fusion``, ``up_proj``).
     """
     if format_version > FORMAT_VERSION:
         raise ValueError(f"format {format_version} is newer than this unipt's ({FORMAT_VERSION}); upgrade unipt")
     if format_version >= 2:
         return dict(state)
-    return {_v1_key(key, forms): value for key, value in state.items()}
+    key_of = _v1_causal_key if forms.get("task_type") == "causal_lm" else _v1_key
+    return {key_of(key, forms): value for key, value in state.items()}
 
 
 # Format 1: nn.Sequential positions -> format 2 names, per form (ReLU and the MLP's ReLU held no tensors).
@@ -168,6 +171,7 @@ _V1_FUSION = {"linear_norm": {"0": "linear", "1": "norm"}, "mlp_norm": {"0": "fc
 _V1_UP = {"relu_linear": {"1": "linear"}, "relu_linear_norm": {"1": "linear", "2": "norm"}}
 _V1_BRANCH = re.compile(r"^(branch|encoder|decoder)\.(guide_proj|down_projs\.\d+|crossers\.\d+|fusion)\.(\d+)\.(.+)$")
 _V1_UP_KEY = re.compile(r"^up_proj\.(?:(\d+)\.)?(.+)$")
+_V1_CAUSAL = re.compile(r"^(guide_proj|down_projs\.\d+|fusion)\.(\d+)\.(.+)$")
 
 
 def _v1_key(key: str, forms: dict[str, str]) -> str:
@@ -188,3 +192,15 @@ def _v1_key(key: str, forms: dict[str, str]) -> str:
         name = "linear" if position is None else _V1_UP[forms["up_proj"]][position]  # form "linear": a bare Linear
         return f"up.{name}.{rest}"
     return key  # named in format 1 already: aggregation.gate, pools.<k>.guide_to_stage
+
+
+def _v1_causal_key(key: str, forms: dict[str, str]) -> str:
+    if match := _V1_CAUSAL.match(key):
+        part, position, rest = match.groups()
+        table = _V1_FUSION[forms["fusion"]] if part == "fusion" else _V1_PROJECTION[forms["down_proj"]]
+        return f"{part}.{table[position]}.{rest}"
+    if match := _V1_UP_KEY.match(key):
+        position, rest = match.groups()
+        name = "linear" if position is None else _V1_UP[forms["up_proj"]][position]
+        return f"up_proj.{name}.{rest}"
+    return key  # aggregation.gate

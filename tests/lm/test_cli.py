@@ -97,3 +97,20 @@ def test_commands_for_task_heads_refuse_a_causal_lm_run_with_what_to_use(jsonl_r
     args = [*command[:-2], str(config), *command[-2:]] if command[-1] == "cache-dir" else [*command, str(config)]
     assert main(args) == 2
     assert "does not cover task causal_lm" in capsys.readouterr().err
+
+
+def test_a_run_written_before_format_2_still_evaluates_to_its_numbers(tmp_path, capsys):
+    """A causal_lm run of commit 4131b3e: its checkpoint's side-network keys are numbered (side.guide_proj.0)."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parent / "fixtures" / "run_v1_causal", tmp_path / "copy")
+    run = tmp_path / "copy" / "run"
+    config = yaml.safe_load((run / "run_config.yaml").read_text())
+    config["data"]["options"]["root"] = str(tmp_path / "copy" / "data")
+    (run / "run_config.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "test"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    expected = json.loads((run / "summary.json").read_text())["test_metrics"]
+    assert evaluated["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-6)

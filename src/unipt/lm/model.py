@@ -48,7 +48,14 @@ from unipt.lm.quantize import DTYPES, apply_backbone_precision, frozen_weight_by
 from unipt.lm.side import build_causal_side_network, causal_side_width
 from unipt.model import require_compiler
 from unipt.nn.causal import SideCache
-from unipt.pretrained import check_backbone, read_meta, read_side_state, write_pretrained
+from unipt.pretrained import (
+    FORMAT_VERSION,
+    check_backbone,
+    migrate_side_state,
+    read_meta,
+    read_side_state,
+    write_pretrained,
+)
 
 IGNORE_INDEX = -100
 
@@ -327,6 +334,14 @@ class UniPTForCausalLM(nn.Module):
         check_backbone(meta, backbone, sampled_fingerprint(backbone), src)
         weights = read_side_state(src)
         model = cls(backbone, UniPTConfig.from_dict(meta["config"]))
-        model.side.load_state_dict(weights)
+        model.load_side_state(weights, meta.get("format_version", 1))
         model.side.requires_grad_(is_trainable)
         return model
+
+    def load_side_state(self, state: dict[str, torch.Tensor], format_version: int = FORMAT_VERSION) -> None:
+        """Load side-network tensors saved in ``format_version`` (1: the numbered sub-layers of the
+        first causal side networks, converted)."""
+        cfg = self.config
+        forms = {"down_proj": cfg.down_proj, "fusion": cfg.fusion, "up_proj": cfg.up_proj,
+                 "input_kind": cfg.input_kind, "task_type": "causal_lm"}
+        self.side.load_state_dict(migrate_side_state(state, format_version, forms))

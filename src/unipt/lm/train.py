@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import string
 import sys
@@ -46,6 +47,7 @@ from unipt.lm.data import (
     prompt_ids,
 )
 from unipt.lm.methods import build_causal_method, restore_trainable, trainable_state_dict, weights_bytes
+from unipt.lm.model import UniPTForCausalLM
 from unipt.train.config import RunConfig, TowerConfig, load_run_config
 from unipt.train.optim import build_optimizer, build_scheduler
 
@@ -216,7 +218,7 @@ class LMTrainer:
         best = self.out / "checkpoints" / "best"
         if best.is_dir():
             weights, _, _ = load_checkpoint(best)
-            restore_trainable(self.model, weights, str(best))
+            restore_checkpoint_weights(self.model, weights, str(best))
         return self.evaluate(self.records("test"))
 
     def _save(self, tag: str, epoch: int, best: dict[str, float] | None) -> None:
@@ -294,6 +296,18 @@ def first_word(text: str) -> str:
     return words[0].strip(string.punctuation) if words else ""
 
 
+_NUMBERED_SIDE = re.compile(r"^side\.guide_proj\.\d+\.")  # the side network's keys before format 2
+
+
+def restore_checkpoint_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load a checkpoint's trained weights into ``model``; a UniPT checkpoint written before the causal side
+    network's sub-layers were named (``side.guide_proj.0.weight``) is converted."""
+    if isinstance(model, UniPTForCausalLM) and any(_NUMBERED_SIDE.match(k) for k in weights):
+        model.load_side_state({k[len("side."):]: v for k, v in weights.items()}, format_version=1)
+    else:
+        restore_trainable(model, weights, source)
+
+
 def load_lm_run(run_dir: str | Path, tag: str = "best") -> LMTrainer:
     """Rebuild a finished run (its config, backbone, method and trained weights) for eval / generation."""
     run = Path(run_dir)
@@ -306,7 +320,7 @@ def load_lm_run(run_dir: str | Path, tag: str = "best") -> LMTrainer:
     checkpoint = run / "checkpoints" / tag
     if checkpoint.is_dir():
         weights, _, _ = load_checkpoint(checkpoint)
-        restore_trainable(trainer.model, weights, str(checkpoint))
+        restore_checkpoint_weights(trainer.model, weights, str(checkpoint))
     elif any(p.requires_grad for p in trainer.model.parameters()):
         raise FileNotFoundError(f"{checkpoint} not found: the run has no {tag} checkpoint yet")
     return trainer
