@@ -117,6 +117,19 @@ def test_the_callers_config_is_not_changed(tiny_lm):
     model = unipt.get_unipt_model(tiny_lm("phi"), config)
     assert config.task_type is None and config.in_widths is None and config.output_mode == "replace"
     assert model.config.task_type == "causal_lm" and model.config.output_mode == "residual"
+    assert model.config.in_widths is None and model.widths == [32, 32, 32]  # spec vs what the decoder determined
+
+
+def test_one_config_on_two_decoders_of_different_widths(tiny_lm):
+    from unipt.lm.backbone import tiny_decoder
+
+    config = unipt.UniPTConfig(task_type="causal_lm", reduction=2)
+    narrow = unipt.get_unipt_model(tiny_lm("llama"), config)
+    torch.manual_seed(0)
+    wide = unipt.get_unipt_model(tiny_decoder("llama", width=64, layers=3), config)
+    assert narrow.widths == [32] * 3 and wide.widths == [64] * 4
+    assert narrow.side.up_proj.linear.out_features == 32 and wide.side.up_proj.linear.out_features == 64
+    assert config.in_widths is None
 
 
 def test_clear_errors(tiny_lm, tokens):

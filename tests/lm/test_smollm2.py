@@ -41,7 +41,7 @@ def test_it_is_the_134_5m_llama_and_unipt_starts_exactly_at_its_answer(smollm2, 
     assert sum(p.numel() for p in backbone.parameters()) == 134_515_008
     expected = backbone(**chat).logits
     model = UniPTForCausalLM(backbone, _config(side_width=64))
-    assert model.config.in_widths == [576] * 31  # embeddings + 30 layers (the last one normalised)
+    assert model.widths == [576] * 31  # embeddings + 30 layers (the last one normalised)
     assert torch.equal(model(**chat).logits, expected)
     reply = model.generate(**chat, max_new_tokens=8)
     text = tokenizer.decode(reply.new_tokens[0], skip_special_tokens=True)

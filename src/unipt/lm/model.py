@@ -21,7 +21,6 @@ head's weight, which is a parameter, not an activation).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from unipt.config import UniPTConfig, check_causal_lm_fields
+from unipt.config import UniPTConfig
 from unipt.fingerprint import architecture_fingerprint
 from unipt.lm.backbone import (
     accepts,
@@ -103,14 +102,14 @@ def labelled_loss(head: nn.Module, states: torch.Tensor, labels: torch.Tensor,
 
 
 def causal_lm_config(config: UniPTConfig | None) -> UniPTConfig:
-    """A checked copy of ``config`` for a causal LM (the caller's object is never changed)."""
-    config = copy.deepcopy(config) if config is not None else UniPTConfig(task_type="causal_lm")
+    """``config`` for a causal LM, as a new, checked object (the caller's is never changed)."""
+    if config is None:
+        return UniPTConfig(task_type="causal_lm")
     if config.task_type not in (None, "causal_lm"):
         raise ValueError(f"UniPTForCausalLM needs task_type='causal_lm', got {config.task_type!r}")
     if config.task_type is None:  # auto-picked: the preset's "replace" output never applies to an LM
-        config.output_mode, config.task_type = None, "causal_lm"
-    check_causal_lm_fields(config)
-    return config
+        return dataclasses.replace(config, output_mode=None, task_type="causal_lm")  # checked on construction
+    return dataclasses.replace(config)
 
 
 class UniPTForCausalLM(nn.Module):
@@ -139,8 +138,8 @@ class UniPTForCausalLM(nn.Module):
         backbone.train(config.keep_backbone_dropout)
         self.backbone = backbone
         self.config = config
-        self._fill_widths()
-        self.side = build_causal_side_network(config, config.in_widths).to(DTYPES[config.side_dtype])
+        self.widths = self._discover_widths()  # what the decoder determined; self.config is what was asked for
+        self.side = build_causal_side_network(config, self.widths).to(DTYPES[config.side_dtype])
         if config.compile:
             require_compiler()
             self.side.compile()  # in place: parameter names and saved files stay the same
@@ -161,7 +160,8 @@ class UniPTForCausalLM(nn.Module):
         return self
 
     @torch.no_grad()
-    def _fill_widths(self) -> None:
+    def _discover_widths(self) -> list[int]:
+        """The widths of the decoder's hidden states (embeddings first); checks the head is read directly."""
         device = next(self.backbone.parameters()).device
         ids = torch.arange(4, device=device)[None] % max(1, getattr(self.backbone.config, "vocab_size", 4))
         out = self.backbone(input_ids=ids, output_hidden_states=True, return_dict=True)
@@ -171,13 +171,13 @@ class UniPTForCausalLM(nn.Module):
                 f"UniPTConfig.in_widths={self.config.in_widths} does not match this decoder ({widths}); drop it "
                 "to let UniPTForCausalLM discover it, or load the side network onto the backbone it was trained on"
             )
-        self.config.in_widths = widths
         direct = self.lm_head(out.hidden_states[-1])
         if direct.shape != out.logits.shape or not torch.allclose(direct.float(), out.logits.float(), atol=1e-4):
             raise ValueError(
                 f"{type(self.backbone).__name__} post-processes its logits (e.g. soft-capping or scaling) after the LM "
                 "head; UniPTForCausalLM feeds the head directly and does not support such models yet"
             )
+        return widths
 
     # ------------------------------------------------------------------------------- running
     @torch.no_grad()
@@ -298,7 +298,7 @@ class UniPTForCausalLM(nn.Module):
         precision = cfg.backbone_quantization
         if precision == "none":
             precision = cfg.backbone_dtype or "as loaded"
-        width = causal_side_width(cfg, cfg.in_widths)
+        width = causal_side_width(cfg, self.widths)
         return f"UniPT causal LM (side width {width}, backbone {precision}, side {cfg.side_dtype})"
 
     # ------------------------------------------------------------------------------- save / load
