@@ -114,3 +114,18 @@ def test_a_run_written_before_format_2_still_evaluates_to_its_numbers(tmp_path, 
     evaluated = json.loads(capsys.readouterr().out)
     expected = json.loads((run / "summary.json").read_text())["test_metrics"]
     assert evaluated["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-6)
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(jsonl_root, tmp_path):
+    import torch
+
+    from unipt.lm.train import LMTrainer
+    from unipt.train.config import load_run_config
+
+    path = write_run_config(tmp_path, {"dataset": "lm_jsonl", "options": {"root": str(jsonl_root)}})
+    trainer = LMTrainer(load_run_config(path, ["train.max_consecutive_nonfinite=2"]))
+    before = {k: v.clone() for k, v in trainer.model.side.state_dict().items()}
+    trainer.model.side.register_forward_hook(lambda module, args, out: (out[0] * float("nan"), *out[1:]))
+    with pytest.raises(FloatingPointError, match="2 training steps in a row"):
+        trainer.fit()
+    assert all(torch.equal(v, trainer.model.side.state_dict()[k]) for k, v in before.items())  # never stepped

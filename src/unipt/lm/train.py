@@ -50,6 +50,7 @@ from unipt.lm.methods import build_causal_method, restore_trainable, trainable_s
 from unipt.lm.model import UniPTForCausalLM
 from unipt.train.config import RunConfig, TowerConfig, load_run_config
 from unipt.train.optim import build_optimizer, build_scheduler
+from unipt.train.step import training_step
 
 TASK_OPTIONS = {"chat_template", "answer_accuracy", "max_new_tokens", "generate_limit"}
 
@@ -185,28 +186,29 @@ class LMTrainer:
         accum, losses, skipped = int(cfg.train.grad_accum_steps), [], 0
         self.model.train()
         batches = iter(self.loader(train, True, epoch))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        clip = partial(torch.nn.utils.clip_grad_norm_, params, cfg.optim.grad_clip or float("inf"))
         for _ in tqdm(range(steps), desc=f"epoch {epoch + 1}", leave=False):
-            tick, total = time.perf_counter(), 0.0
-            for _ in range(accum):
+            tick, parts = time.perf_counter(), []  # each micro-batch's share of the step's loss
+
+            def may_step(loss: torch.Tensor, norm: float, parts: list[float] = parts) -> bool:
+                return math.isfinite(sum(parts) + (loss / accum).item()) and math.isfinite(norm)
+
+            for micro in range(accum):
                 batch = {k: v.to(self.device) for k, v in next(batches).items()}
-                with self.autocast():
-                    loss = self.model(**batch, logits_to_keep=1).loss / accum
-                loss.backward()
-                total += loss.item()
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip or float("inf"))
-            if math.isfinite(total) and bool(torch.isfinite(norm)):
-                optimizer.step()
+                result = training_step(lambda batch=batch: self.model(**batch, logits_to_keep=1).loss, optimizer,
+                                       loss_scale=1 / accum, forward_context=self.autocast(),
+                                       step=micro == accum - 1, clip=clip, may_step=may_step, scheduler=scheduler)
+                parts.append((result.loss / accum).item())
+            if result.stepped:
                 skipped = 0
             else:
                 skipped += 1
                 if skipped >= cfg.train.max_consecutive_nonfinite:
                     raise FloatingPointError(f"{skipped} training steps in a row had a non-finite loss or gradient; "
                                              "lower optim.lr or set train.bf16: false")
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             step_times.append(time.perf_counter() - tick)
-            losses.append(total)
+            losses.append(sum(parts))
         return losses
 
     def autocast(self) -> Any:
