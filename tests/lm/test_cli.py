@@ -61,6 +61,12 @@ def test_plain_text_with_lora(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_metrics"] is None and summary["best_metrics"]["tokens"] > 40  # every token is scored
     assert summary["trainable_parameters"] > 0
+    from unipt.lm.train import load_lm_run
+
+    assert (tmp_path / "run" / "checkpoints" / "best" / "lm" / "method.safetensors").is_file()
+    trainer = load_lm_run(tmp_path / "run")  # the adapters come back from the tower's folder
+    metrics = trainer.evaluate(trainer.records("eval"))
+    assert metrics["perplexity"] == pytest.approx(summary["best_metrics"]["perplexity"], rel=1e-5)
 
 
 def test_bad_jsonl_names_the_line_and_field(tmp_path, capsys):
@@ -129,3 +135,31 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(jsonl_root, tmp_path):
     with pytest.raises(FloatingPointError, match="2 training steps in a row"):
         trainer.fit()
     assert all(torch.equal(v, trainer.model.side.state_dict()[k]) for k, v in before.items())  # never stepped
+
+
+def test_a_runs_checkpoint_is_a_save_pretrained_folder(jsonl_root, tmp_path):
+    """One save format: checkpoints/best/<tower> of a causal_lm run is a save_pretrained folder."""
+    import torch
+
+    from unipt.lm import UniPTForCausalLM, load_causal_lm
+    from unipt.lm.train import load_lm_run
+
+    config = write_run_config(tmp_path, {"dataset": "lm_jsonl", "options": {"root": str(jsonl_root)}})
+    assert main(["train", str(config)]) == 0
+    trainer = load_lm_run(tmp_path / "run")
+    model = UniPTForCausalLM.from_pretrained(load_causal_lm("random:tiny-llama").model,
+                                             tmp_path / "run" / "checkpoints" / "best" / "lm")
+    ids = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, trainer.model(ids).logits)
+
+
+def test_converting_a_causal_lm_run_of_one_file_checkpoints_says_what_reads_it(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from unipt.train.convert import convert_run
+
+    shutil.copytree(Path(__file__).parent / "fixtures" / "run_v1_causal", tmp_path / "copy")
+    with pytest.raises(ValueError, match="unipt eval"):
+        convert_run(tmp_path / "copy" / "run")

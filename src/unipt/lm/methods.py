@@ -14,15 +14,20 @@ and returns a :class:`~unipt.lm.model.UniPTCausalLMOutput`; the loss is the same
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from unipt.config import UniPTConfig
+from unipt.files import atomic_write, atomic_write_json, read_safetensors
 from unipt.lm.backbone import accepts, cache_argument, decoder_of, lm_head_of, position_ids_from_mask, returned_cache
 from unipt.lm.model import UniPTCausalLMOutput, UniPTForCausalLM, labelled_loss
 from unipt.lm.quantize import apply_backbone_precision, frozen_weight_bytes
+from unipt.method import METHOD_CONFIG, METHOD_WEIGHTS
 
 METHODS = ("unipt", "frozen", "lora", "full")
 
@@ -79,6 +84,23 @@ class PlainCausalLM(nn.Module):
         from unipt.lm.generation import generate
 
         return generate(self, input_ids, attention_mask, **options)
+
+    def save_pretrained(self, directory: str | os.PathLike[str], model_card: bool = False, **card: Any) -> None:
+        """Write the trained weights (``method.safetensors``; none for ``frozen``) and the method's name
+        (``method.json``), as every baseline's ``save_pretrained`` does (``model_card`` / ``card``: none here)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous().cpu() for k, v in trainable_state_dict(self).items()}
+        atomic_write(out / METHOD_WEIGHTS, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
+        atomic_write_json(out / METHOD_CONFIG, {"method": self.method}, indent=2)
+
+    def load_pretrained(self, directory: str | os.PathLike[str], fix: str | None = None) -> None:
+        """Load what :meth:`save_pretrained` wrote into this (identically built) model."""
+        src = Path(directory)
+        if not (src / METHOD_WEIGHTS).is_file():
+            raise FileNotFoundError(f"{src / METHOD_WEIGHTS} not found: {src} holds no saved {self.method} model")
+        weights = read_safetensors(src / METHOD_WEIGHTS, fix or "save it again with save_pretrained")
+        restore_trainable(self, weights, str(src))
 
     def frozen_weight_bytes(self) -> int:
         """Bytes of the weights that do not train."""

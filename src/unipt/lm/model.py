@@ -49,6 +49,7 @@ from unipt.model import require_compiler
 from unipt.nn.causal import SideCache
 from unipt.pretrained import (
     FORMAT_VERSION,
+    GOOD_COPY,
     check_backbone,
     migrate_side_state,
     read_meta,
@@ -337,6 +338,12 @@ class UniPTForCausalLM(nn.Module):
         model.load_side_state(weights, meta.get("format_version", 1))
         model.side.requires_grad_(is_trainable)
         return model
+
+    def load_pretrained(self, directory: str | os.PathLike[str], fix: str | None = None) -> None:
+        """Load the side network :meth:`save_pretrained` wrote into this (identically configured) model;
+        ``fix`` says where a good copy of a damaged file comes from."""
+        meta = read_meta(directory)
+        self.load_side_state(read_side_state(directory, fix or GOOD_COPY), meta.get("format_version", 1))
 
     def load_side_state(self, state: dict[str, torch.Tensor], format_version: int = FORMAT_VERSION) -> None:
         """Load side-network tensors saved in ``format_version`` (1: the numbered sub-layers of the

@@ -13,7 +13,8 @@ Metrics: ``perplexity`` (exp of the mean next-token loss over the labelled token
 Task options: ``chat_template`` (wrap prompts in the tokenizer's chat template; default: when it has
 one), ``answer_accuracy``, ``max_new_tokens`` (for it, default 4), ``generate_limit`` (score at most
 this many prompts by generation). The best epoch (lowest eval perplexity) is kept in
-``checkpoints/best`` (trainable weights only, safetensors), then scored on the test split.
+``checkpoints/best`` (the run checkpoint layout: the tower's ``save_pretrained`` folder, e.g.
+``checkpoints/best/lm/``), then scored on the test split.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from unipt.files import read_safetensors
 from unipt.lm.backbone import load_causal_lm
-from unipt.lm.checkpoint import load_checkpoint, save_checkpoint
 from unipt.lm.data import (
     LMRecord,
     TokenizedLM,
@@ -46,8 +47,10 @@ from unipt.lm.data import (
     load_lm_records,
     prompt_ids,
 )
-from unipt.lm.methods import build_causal_method, restore_trainable, trainable_state_dict, weights_bytes
+from unipt.lm.methods import build_causal_method, restore_trainable, weights_bytes
 from unipt.lm.model import UniPTForCausalLM
+from unipt.pretrained import LEGACY_RUN_WEIGHTS
+from unipt.train.checkpoint import good_copy, is_legacy, write_checkpoint
 from unipt.train.config import RunConfig, TowerConfig, load_run_config
 from unipt.train.optim import build_optimizer, build_scheduler
 from unipt.train.step import training_step
@@ -90,6 +93,7 @@ class LMTrainer:
         if unsupported:
             raise ValueError(f"task causal_lm does not support {unsupported} yet; remove them from the run config")
         self.config, self.tower = config, lm_tower(config)
+        self.tower_name = next(iter(config.towers))
         self.out = Path(config.train.output_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         set_seed(config.train.seed)
@@ -219,13 +223,30 @@ class LMTrainer:
             return None
         best = self.out / "checkpoints" / "best"
         if best.is_dir():
-            weights, _, _ = load_checkpoint(best)
-            restore_checkpoint_weights(self.model, weights, str(best))
+            self.load_checkpoint(best)
         return self.evaluate(self.records("test"))
 
     def _save(self, tag: str, epoch: int, best: dict[str, float] | None) -> None:
+        """The run checkpoint layout (:mod:`unipt.train.checkpoint`): the tower's ``save_pretrained`` folder
+        (``checkpoints/<tag>/<tower>/``; a UniPT tower loads with ``UniPTForCausalLM.from_pretrained``) and no
+        head of its own (the LM head is frozen)."""
         meta = {"epoch": epoch, "best": best, "config": self.config.to_dict()}
-        save_checkpoint(self.out / "checkpoints" / tag, trainable_state_dict(self.model), {"epoch": epoch}, meta)
+        write_checkpoint(self.out / "checkpoints" / tag,
+                         lambda folder: self.model.save_pretrained(folder / self.tower_name, model_card=False),
+                         {}, {"epoch": epoch}, meta)
+
+    def load_checkpoint(self, directory: Path) -> None:
+        """Load a checkpoint's trained weights; also the one-file checkpoints causal_lm runs wrote before
+        (``trainable.safetensors``, side-network keys numbered or named)."""
+        fix = good_copy(directory)
+        if is_legacy(directory):
+            restore_checkpoint_weights(self.model, read_safetensors(directory / LEGACY_RUN_WEIGHTS, fix),
+                                       str(directory))
+            return
+        folder = directory / self.tower_name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"checkpoint {directory} is incomplete: {self.tower_name}/ is missing")
+        self.model.load_pretrained(folder, fix=fix)
 
     # ----------------------------------------------------------------------------------- eval
     @torch.no_grad()
@@ -321,8 +342,7 @@ def load_lm_run(run_dir: str | Path, tag: str = "best") -> LMTrainer:
     trainer = LMTrainer(config)
     checkpoint = run / "checkpoints" / tag
     if checkpoint.is_dir():
-        weights, _, _ = load_checkpoint(checkpoint)
-        restore_checkpoint_weights(trainer.model, weights, str(checkpoint))
+        trainer.load_checkpoint(checkpoint)
     elif any(p.requires_grad for p in trainer.model.parameters()):
         raise FileNotFoundError(f"{checkpoint} not found: the run has no {tag} checkpoint yet")
     return trainer

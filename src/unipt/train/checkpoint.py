@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,25 @@ def save_checkpoint(directory: Path, system: AdaptedSystem, state: dict[str, Any
         state: optimiser / scheduler / epoch for resuming.
         meta: JSON data (``epoch``, ``best``, ``history``, ``config``: the run config as a dict).
     """
+    def write_towers(folder: Path) -> None:
+        for name, tower in system.towers.items():
+            tower.save_pretrained(folder / name, model_card=False)  # the run's own card sits at the run folder
+
+    write_checkpoint(directory, write_towers, head_state(system), state, meta)
+
+
+def write_checkpoint(directory: Path, write_towers: Callable[[Path], None], head: dict[str, torch.Tensor],
+                     state: dict[str, Any], meta: dict[str, Any]) -> None:
+    """The checkpoint layout, written atomically: ``write_towers(folder)`` writes each tower's
+    ``save_pretrained`` folder into ``folder``; then the ``head`` tensors, the loop ``state``, ``meta`` and
+    the run config (``meta["config"]``). :func:`save_checkpoint` and the causal_lm runs (``unipt.lm``) use it."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    for name, tower in system.towers.items():
-        tower.save_pretrained(tmp / name, model_card=False)  # the run's own card sits at the run folder
-    save_file({k: v.detach().contiguous().cpu() for k, v in head_state(system).items()}, str(tmp / HEAD))
+    write_towers(tmp)
+    save_file({k: v.detach().contiguous().cpu() for k, v in head.items()}, str(tmp / HEAD))
     torch.save(state, tmp / STATE)
     (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
     (tmp / RUN_CONFIG).write_text(yaml.safe_dump(meta["config"], sort_keys=False))
@@ -82,7 +94,7 @@ def load_checkpoint(directory: Path, system: AdaptedSystem) -> tuple[dict[str, A
     missing = [n for n in (*system.towers, HEAD, STATE, META) if not (directory / n).exists()]
     if missing:
         raise FileNotFoundError(f"checkpoint {directory} is incomplete: {', '.join(missing)} missing")
-    fix = _good_copy(directory)
+    fix = good_copy(directory)
     for name, tower in system.towers.items():
         tower.load_pretrained(directory / name, fix=fix)
     load_into(system, read_safetensors(directory / HEAD, fix), directory / HEAD)
@@ -99,7 +111,7 @@ def checkpoint_state(directory: Path) -> dict[str, torch.Tensor]:
     ``system.trainable_state_dict()`` held when it was saved). Reads files only, no backbone; a unipt-0.1
     checkpoint's keys are returned as it saved them (format-1 side-network names)."""
     directory = Path(directory)
-    fix = _good_copy(directory)
+    fix = good_copy(directory)
     if is_legacy(directory):
         return read_safetensors(directory / LEGACY_RUN_WEIGHTS, fix)
     state = read_safetensors(directory / HEAD, fix)
@@ -123,8 +135,8 @@ def is_complete(directory: Path) -> bool:
         if not all((directory / name).is_file() for name in names):
             return False
         checkpoint_state(directory)
-        read_torch_state(directory / (LEGACY_STATE if is_legacy(directory) else STATE), _good_copy(directory))
-        _read_meta(directory, _good_copy(directory))
+        read_torch_state(directory / (LEGACY_STATE if is_legacy(directory) else STATE), good_copy(directory))
+        _read_meta(directory, good_copy(directory))
     except (OSError, ValueError):
         return False
     return True
@@ -157,7 +169,8 @@ def recover_checkpoint(directory: Path) -> str | None:
     return note
 
 
-def _good_copy(directory: Path) -> str:
+def good_copy(directory: Path) -> str:
+    """Where a good copy of a damaged file of checkpoint ``directory`` comes from."""
     other = "last" if directory.name == "best" else "best"
     return (f"the checkpoint was not written completely or was changed since; use checkpoints/{other} of the same "
             "run if it is intact, or rerun `unipt train` with the run config (it resumes from checkpoints/last)")
@@ -179,7 +192,7 @@ def _load_legacy(directory: Path, system: AdaptedSystem) -> tuple[dict[str, Any]
     for name in (LEGACY_RUN_WEIGHTS, LEGACY_STATE, META):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"checkpoint {directory} is incomplete: {name} is missing")
-    fix = _good_copy(directory)
+    fix = good_copy(directory)
     weights = read_safetensors(directory / LEGACY_RUN_WEIGHTS, fix)
     for name, tower in system.towers.items():
         if isinstance(tower, UniPTModel):  # format-1 side network: its keys are converted on load

@@ -14,7 +14,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from unipt.train.causal_guard import is_causal_lm_run
 from unipt.train.checkpoint import is_legacy, load_checkpoint, save_checkpoint
+from unipt.train.config import load_run_config
 from unipt.train.inference import run_trainer
 
 
@@ -23,6 +25,13 @@ def convert_run(run_dir: str | Path, overrides: list[str] | None = None) -> list
     folders = [f for f in sorted((Path(run_dir) / "checkpoints").glob("*")) if f.is_dir() and is_legacy(f)]
     if not folders:
         return []
+    config_file = Path(run_dir) / "run_config.yaml"
+    if config_file.is_file() and is_causal_lm_run(load_run_config(config_file, overrides)):
+        raise ValueError(
+            f"{run_dir} is a causal_lm run: `unipt eval` and `unipt generate` read its one-file checkpoints as they "
+            "are; for a save_pretrained folder, load it with unipt.lm.train.load_lm_run(RUN) and call "
+            ".model.save_pretrained(FOLDER)"
+        )
     trainer = run_trainer(run_dir, overrides)
     for folder in folders:
         state, meta = load_checkpoint(folder, trainer.system)
