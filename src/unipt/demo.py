@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import set_seed
 
 from unipt.bench.accounting import SavedActivationMeter
 from unipt.bench.timing import time_interleaved
@@ -73,6 +74,7 @@ def _train_arm(config: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     run = load_run_config(None, [], base=config)
     started = time.perf_counter()
+    set_seed(run.train.seed)  # the side networks' and the head's initial weights, as Trainer(run) seeds them
     system = build_system(run)
     towers = {name: _tower(system, name) for name in system.towers}
     for split in ("train", "eval", "test"):
