@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +36,7 @@ from torch import nn
 from unipt.bench.accounting import saved_state_bytes
 from unipt.bench.length import LengthOptions, run_length_sweep
 from unipt.bench.length_report import format_length
-from unipt.bench.memory import peak_of
+from unipt.bench.memory import free_memory, is_out_of_memory, peak_of
 from unipt.bench.report import format_markdown, plot_report
 from unipt.bench.results import BenchmarkReport, MethodResult
 from unipt.bench.run import REFERENCE, account_step
@@ -129,16 +128,6 @@ def gpu_cases(tiny: bool = False, only: Sequence[str] | None = None) -> list[Gpu
 
 
 # ------------------------------------------------------------------------ running
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def _free(device: str) -> None:
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-
-
 def run_case(case: GpuCase, *, device: str = "cuda", amp_dtype: torch.dtype | None = None, repeats: int = 15,
              warmup: int = 3, memory_steps: int = 2, progress: bool = True) -> BenchmarkReport:
     """Measure every method of ``case`` on ``device``; OOMs and errors become row statuses."""
@@ -159,10 +148,10 @@ def run_case(case: GpuCase, *, device: str = "cuda", amp_dtype: torch.dtype | No
             )
             steps[spec.key] = step
         except Exception as exc:  # OOM or a method that does not fit this backbone: keep the row
-            status = "OOM" if _is_oom(exc) else f"error: {type(exc).__name__}: {exc}"
+            status = "OOM" if is_out_of_memory(exc) else f"error: {type(exc).__name__}: {exc}"
             rows[spec.key] = MethodResult(spec.key, spec.method, 0, 0, 0, 0, 0, 0, status=status)
             notes.append(f"{spec.key}: {status}")
-            _free(device)
+            free_memory(device)
     reference_ms = ref_peak = ref_params = None
     try:
         backbone = wl.backbone_factory().to(device)
@@ -174,22 +163,23 @@ def run_case(case: GpuCase, *, device: str = "cuda", amp_dtype: torch.dtype | No
         ref_params = sum(p.numel() * p.element_size() for p in backbone.parameters())
         steps[REFERENCE] = reference
     except Exception as exc:
-        notes.append(f"inference reference failed: {'OOM' if _is_oom(exc) else exc}")
-        _free(device)
+        notes.append(f"inference reference failed: {'OOM' if is_out_of_memory(exc) else exc}")
+        free_memory(device)
     try:
         times = time_interleaved(steps, repeats=repeats, warmup=warmup, device=device, progress=progress)
     except Exception as exc:  # e.g. OOM with every method resident: time them one at a time instead
-        notes.append(f"interleaved timing failed ({'OOM' if _is_oom(exc) else exc}); timed one method at a time")
-        _free(device)
+        reason = "OOM" if is_out_of_memory(exc) else exc
+        notes.append(f"interleaved timing failed ({reason}); timed one method at a time")
+        free_memory(device)
         times = {}
         for key in list(steps):
             try:
                 times.update(time_interleaved({key: steps[key]}, repeats=repeats, warmup=warmup, device=device,
                                               progress=False))
             except Exception as inner:
-                rows[key].status = "OOM" if _is_oom(inner) else f"error: {inner}"
+                rows[key].status = "OOM" if is_out_of_memory(inner) else f"error: {inner}"
             steps.pop(key)
-            _free(device)
+            free_memory(device)
     for key, timing in times.items():
         if key in rows:
             rows[key].step_ms, rows[key].step_q25_ms, rows[key].step_q75_ms = (
@@ -205,7 +195,7 @@ def run_case(case: GpuCase, *, device: str = "cuda", amp_dtype: torch.dtype | No
     )
     report.targets = [c.to_dict() for c in check_targets(report, metrics=False)]
     steps.clear()
-    _free(device)
+    free_memory(device)
     return report
 
 

@@ -19,7 +19,6 @@ memory: on CPU one fresh process per method (:mod:`unipt.bench.memory`), on CUDA
 from __future__ import annotations
 
 import functools
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from torch import nn
 from unipt.backbones import load_backbone
 from unipt.bench.isolate import run_isolated
 from unipt.bench.length_report import LengthPoint, LengthReport, length_targets, write_length_report
-from unipt.bench.memory import PeakMemory, measure_peak_memory, peak_of
+from unipt.bench.memory import PeakMemory, free_memory, is_out_of_memory, measure_peak_memory, peak_of
 from unipt.bench.results import BenchmarkReport, MethodResult
 from unipt.bench.run import REFERENCE, account_step
 from unipt.bench.suite_report import machine_description
@@ -159,16 +158,6 @@ def _workload(model: LengthModel, length: int, batch: int, width: int) -> Worklo
 
 
 # ------------------------------------------------------------------------------ measuring one point
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def _free(device: str) -> None:
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-
-
 def inference_peak_in_this_process(workload: Workload, steps: int = 2, device: str = "cpu") -> PeakMemory:
     """Peak of the backbone's inference-only forward above its loaded weights (fresh process on CPU)."""
     backbone = workload.backbone_factory().to(device)
@@ -191,7 +180,7 @@ def _fresh_process_peaks(workload: Workload, specs: list[MethodSpec], rows: dict
             peak = measure_peak_memory(workload, spec.method, spec.options, steps=opts.memory_steps, device="cpu",
                                        threads=opts.threads)
         except Exception as exc:
-            notes.append(f"{spec.key}: peak memory not measured ({'OOM' if _is_oom(exc) else exc})")
+            notes.append(f"{spec.key}: peak memory not measured ({'OOM' if is_out_of_memory(exc) else exc})")
             continue
         rows[spec.key].peak_bytes, rows[spec.key].peak_backend = peak.peak_delta_bytes, peak.backend
 
@@ -220,10 +209,10 @@ def measure_point(workload: Workload, specs: list[MethodSpec], opts: LengthOptio
                 rows[spec.key].peak_bytes, rows[spec.key].peak_backend = peak.peak_delta_bytes, peak.backend
             steps[spec.key] = step
         except Exception as exc:  # an OOM or a broken method keeps its row; the sweep goes on
-            status = "OOM" if _is_oom(exc) else f"error: {type(exc).__name__}: {exc}"
+            status = "OOM" if is_out_of_memory(exc) else f"error: {type(exc).__name__}: {exc}"
             rows[spec.key] = MethodResult(spec.key, spec.method, 0, 0, 0, 0, 0, 0, status=status)
             notes.append(f"{spec.key}: {status}")
-            _free(device)
+            free_memory(device)
     backbone = workload.backbone_factory().to(device)
     batch = {k: v.to(device) for k, v in workload.batch_factory(workload.batch_size).items() if k != "labels"}
     steps[REFERENCE] = inference_forward(backbone, batch)
@@ -236,7 +225,7 @@ def measure_point(workload: Workload, specs: list[MethodSpec], opts: LengthOptio
         times = time_interleaved(steps, repeats=opts.rounds, warmup=opts.warmup, device=device,
                                  progress=opts.progress)
     except Exception as exc:
-        if not _is_oom(exc):
+        if not is_out_of_memory(exc):
             raise
         notes.append("interleaved timing ran out of memory with every method resident; no step times here")
         times = {}
@@ -245,7 +234,7 @@ def measure_point(workload: Workload, specs: list[MethodSpec], opts: LengthOptio
             rows[key].step_ms, rows[key].step_q25_ms, rows[key].step_q75_ms = (
                 timing.median_ms, timing.q25_ms, timing.q75_ms)
     steps.clear()
-    _free(device)
+    free_memory(device)
     if not cuda and opts.measure_memory:
         _fresh_process_peaks(workload, [s for s in specs if rows[s.key].status == "ok"], rows, notes, opts)
         try:

@@ -133,3 +133,15 @@ def measure_peak_memory_all(
         reading.method = spec.key
         results[spec.key] = reading
     return results
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an out-of-memory failure (CUDA's own error, or an allocator's message)."""
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def free_memory(device: str) -> None:
+    """Drop unreachable tensors and, on CUDA, the caching allocator's free blocks."""
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
