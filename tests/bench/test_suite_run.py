@@ -10,6 +10,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from unipt.bench.isolate import IsolatedError, run_isolated
 from unipt.bench.report import format_markdown
@@ -119,3 +120,14 @@ def test_isolated_results_errors_and_logs(tmp_path):
     with pytest.raises(IsolatedError, match="ValueError: nope") as info:
         run_isolated(_boom, "nope", log_path=tmp_path / "boom.log", timeout_s=120)
     assert not info.value.out_of_memory and "Traceback" in str(info.value)
+
+
+def test_children_are_spawned_where_a_cuda_gpu_is_present(monkeypatch):
+    """A forked child cannot use CUDA once a preloaded import initialised it: GPUs get plain spawn."""
+    from unipt.bench import isolate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    expected = "forkserver" if "forkserver" in isolate.mp.get_all_start_methods() else "spawn"
+    assert isolate._context(isolate.PRELOAD).get_start_method() == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert isolate._context(isolate.PRELOAD).get_start_method() == "spawn"

@@ -9,7 +9,8 @@ Arms: ``unipt`` (fp32 backbone), ``unipt-int8`` (int8 weight-only backbone), ``l
 own fresh process (its peak memory is its own); inside it every length gets: saved activations (the
 bytes autograd keeps for backward, counted exactly), the median step time (forward + backward + AdamW;
 next-token loss on every position), and the peak memory of two steps above the memory in use before
-them (model, batch and optimizer loaded). The memory backbone (a random Llama with the shape of a
+them (model and batch loaded; the optimizer's state is created inside them at every length, so full
+fine-tuning's gradients and AdamW moments count at each). The memory backbone (a random Llama with the shape of a
 1B model) is run at ``--memory-lengths`` for memory only; full fine-tuning of it is not run when it
 would not fit (weights + gradients + two AdamW moments: 16 bytes per parameter) and is reported as
 that estimate.
@@ -60,7 +61,7 @@ def measure_arm(backbone_name: str, arm: str, lengths: list[int], batch_size: in
     import torch
 
     from unipt.bench.accounting import SavedActivationMeter
-    from unipt.bench.memory import peak_of
+    from unipt.bench.memory import free_memory, peak_of
     from unipt.lm.backbone import load_causal_lm
     from unipt.lm.methods import build_causal_method, weights_bytes
 
@@ -99,6 +100,9 @@ def measure_arm(backbone_name: str, arm: str, lengths: list[int], batch_size: in
                 loss = model(ids, labels=ids, logits_to_keep=1).loss
             saved = meter.bytes / 2**20
             del loss
+        if optimizer is not None:
+            optimizer.state.clear()  # every length's peak includes creating AdamW's moments, as a real run's does
+            free_memory(device)
         reading = peak_of(step, arm, steps=2, device=device)  # also the warm-up (optimizer state exists after)
         step_ms = None
         if timed:

@@ -8,7 +8,9 @@ a failure raises :class:`IsolatedError` carrying the end of that log.
 Start method: on Linux a ``forkserver`` whose server has only *imported* the heavy libraries
 (:data:`PRELOAD`; importing transformers' model code costs seconds per process) forks each child, so a
 child starts in milliseconds yet owns no tensor, model or allocator state from anyone else. Elsewhere,
-or with ``preload=None``, a plain ``spawn``.
+with ``preload=None``, or where a CUDA GPU is present, a plain ``spawn``: a forked child cannot use CUDA
+once its parent initialised it, and some preloaded imports do (peft imports bitsandbytes when installed,
+which queries the GPU).
 """
 
 from __future__ import annotations
@@ -35,12 +37,18 @@ PRELOAD: tuple[str, ...] = (
 
 
 def _context(preload: Sequence[str] | None) -> Any:
-    """The multiprocessing context: a preloaded forkserver where available, else spawn."""
-    if preload and "forkserver" in mp.get_all_start_methods():
+    """The multiprocessing context: a preloaded forkserver where available and CUDA is not, else spawn."""
+    if preload and "forkserver" in mp.get_all_start_methods() and not _cuda_present():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(list(preload))  # only takes effect before the server first starts
         return ctx
     return mp.get_context("spawn")
+
+
+def _cuda_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()  # asks the driver (NVML); does not initialise CUDA in this process
 
 
 class IsolatedError(RuntimeError):

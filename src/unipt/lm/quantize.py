@@ -11,8 +11,9 @@ Modes (``UniPTConfig.backbone_quantization``):
       input's dtype inside ``forward`` (one layer at a time). Portable (CPU, CUDA), 4x smaller than fp32.
     * ``int8-dynamic``: ``torch.ao`` dynamic quantisation (int8 GEMMs on CPU, activations quantised
       per batch; CPU only; the API is deprecated in recent torch but still shipped).
-    * ``bnb-8bit`` / ``bnb-4bit``: bitsandbytes ``Linear8bitLt`` / ``Linear4bit`` (NF4) on CUDA
-      (optional extra ``unipt[gpu]``; not exercised by the CPU test suite).
+    * ``bnb-8bit`` / ``bnb-4bit``: bitsandbytes ``Linear8bitLt`` / ``Linear4bit`` (NF4, bf16 compute) on
+      CUDA (optional extra ``unipt[gpu]``); the whole backbone moves to the current CUDA device.
+      ``tests/lm/test_bitsandbytes.py`` runs only on a CUDA machine.
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ def _bitsandbytes(backbone: nn.Module, targets: list[tuple[nn.Module, str, nn.Mo
         if has_bias:
             layer.bias = nn.Parameter(module.bias.detach().to(torch.float16).cpu(), requires_grad=False)
         setattr(parent, name, layer.to(device))  # bitsandbytes quantises when the weight moves to CUDA
+    # The rest (embeddings, norms, head) joins them: a bitsandbytes backbone only runs on its GPU.
+    backbone.to(device)
 
 
 def frozen_weight_bytes(module: nn.Module) -> int:
