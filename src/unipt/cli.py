@@ -71,7 +71,7 @@ def _eval(args: argparse.Namespace) -> int:
     if dataset is None:
         raise ValueError(f"the run config has no {split} split (its data.test_split is null); use --split eval")
     print(f"evaluating the {split} split", file=sys.stderr)
-    emit(trainer.evaluate(dataset), args.format)
+    emit(trainer.evaluate(dataset, split), args.format)
     return 0
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "DamagedFileError",
     "MissingToolchainError",
+    "NonFiniteEvaluationError",
     "NonFiniteTrainingError",
     "OutputDirError",
     "UniPTError",
@@ -52,6 +53,10 @@ class MissingToolchainError(UniPTError, RuntimeError):
 
 class NonFiniteTrainingError(UniPTError, RuntimeError):
     """Training kept producing a non-finite loss or gradient norm and was stopped."""
+
+
+class NonFiniteEvaluationError(UniPTError, ValueError):
+    """Evaluation produced NaN / inf predictions, so its metrics would be NaN."""
 
 
 # What the command line reports in one line with exit code 2: errors about the user's input and files.

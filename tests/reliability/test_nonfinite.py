@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import Subset
 
-from unipt.errors import NonFiniteTrainingError
+from unipt.errors import NonFiniteEvaluationError, NonFiniteTrainingError
 from unipt.train import Trainer
 from unipt.train.checkpoint import checkpoint_state
 
@@ -65,3 +66,18 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path: Path) -
         trainer._save("last", optimizer, scheduler, 2, None, [])
     after = checkpoint_state(tmp_path / "run" / "checkpoints" / "last")
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_non_finite_predictions_in_evaluation_name_the_records(tmp_path: Path) -> None:
+    """A NaN in the evaluation data gives a clear error naming the record, not a NaN metric."""
+    val = helpers.sentiment_rows(4)
+    val[2] = (f"a {helpers.POISON_WORD} film", "pos")
+    options = helpers.write_text_splits(tmp_path / "data", {"train": helpers.sentiment_rows(8), "val": val})
+    data = helpers.text_config(options, tmp_path / "run", backbone=helpers.POISONED, test_split=None)
+    trainer = Trainer(helpers.run_config(data))
+    with pytest.raises(NonFiniteEvaluationError) as caught:
+        trainer.evaluate(trainer.data.eval)
+    message = str(caught.value)
+    assert "evaluation on the eval split: 1 record(s) give NaN/inf features" in message
+    assert f"#2 ('a {helpers.POISON_WORD} film')" in message
+    assert trainer.evaluate(Subset(trainer.data.eval, [0, 1, 3]))["accuracy"] >= 0  # the clean records still score

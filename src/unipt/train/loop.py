@@ -33,7 +33,7 @@ from unipt.train.data import RunData, load_run_data
 from unipt.train.ema import WeightAverage
 from unipt.train.labels import save_vocabulary
 from unipt.train.metrics_log import metrics_line, rebuild_metrics_log
-from unipt.train.nonfinite import NonFiniteGuard
+from unipt.train.nonfinite import NonFiniteGuard, nonfinite_records, raise_on_nonfinite_evaluation
 from unipt.train.optim import build_optimizer, build_scheduler
 from unipt.train.plots import plot_history
 from unipt.train.preflight import check_output_dir, check_weights_finite
@@ -197,22 +197,33 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- eval
     @torch.no_grad()
-    def evaluate(self, dataset: Dataset) -> dict[str, float]:
-        """Metrics of the task over ``dataset`` (gathered across processes), with the EMA weights if kept."""
+    def evaluate(self, dataset: Dataset, split: str = "eval") -> dict[str, float]:
+        """Metrics of the task over ``dataset`` (gathered across processes), with the EMA weights if kept.
+
+        Raises:
+            NonFiniteEvaluationError: some predictions are NaN / inf (the records are named).
+        """
         if self.ema is not None:
             with self.ema.swapped(self.system):
-                return self._evaluate(dataset)
-        return self._evaluate(dataset)
+                return self._evaluate(dataset, split)
+        return self._evaluate(dataset, split)
 
-    def _evaluate(self, dataset: Dataset) -> dict[str, float]:
+    def _evaluate(self, dataset: Dataset, split: str) -> dict[str, float]:
         self.system.eval()
         parts: dict[str, list[torch.Tensor]] = {}
+        bad: list[int] = []
         loader = self._loader(dataset, shuffle=False)
         for batch in tqdm(loader, desc="eval", disable=not self.main, leave=False):
             with self.accelerator.autocast():
-                out = self.system.predict(batch)
+                features = self.system.features(batch)
+                out = self.system.task.predict(features, batch.targets)
+            bad += nonfinite_records(features, batch.record_ids)
             for key, value in self.accelerator.gather_for_metrics(out).items():
                 parts.setdefault(key, []).append(value.float().cpu() if value.is_floating_point() else value.cpu())
+        total_bad = len(bad)
+        if self.accelerator.num_processes > 1:  # every process must stop, not only the one that saw them
+            total_bad = int(self.accelerator.reduce(torch.tensor(len(bad), device=self.accelerator.device), "sum"))
+        raise_on_nonfinite_evaluation(bad, total_bad, dataset, split)
         gathered = {k: torch.cat(v) for k, v in parts.items()}
         return {k: float(v) for k, v in self.system.task.metrics(gathered).items()}
 
@@ -283,7 +294,7 @@ class Trainer:
                 self.ema.load_state_dict(state["ema"])
             elif self.ema is not None:  # the best epoch predates the EMA (a resumed run): test its own weights
                 self.ema = None
-            test = self.evaluate(self.data.test)
+            test = self.evaluate(self.data.test, "test")
         trainable, total = count_parameters(self.system)
         saved = sum(v.numel() * v.element_size() for v in self.system.trainable_state_dict().values())
         peak, kind = peak_memory_mb()

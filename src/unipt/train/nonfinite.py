@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
 
-from unipt.errors import NonFiniteTrainingError
+from unipt.errors import NonFiniteEvaluationError, NonFiniteTrainingError
+from unipt.outputs import AdaptedOutput
 
 
 class NonFiniteGuard:
@@ -88,6 +89,42 @@ def gradient_norm(parameters: Sequence[torch.Tensor] | Any) -> float:
         return 0.0
     norms = torch.stack([g.detach().float().norm(2) for g in grads])
     return float(norms.norm(2))
+
+
+def nonfinite_records(features: Mapping[str, AdaptedOutput], record_ids: Sequence[int]) -> list[int]:
+    """Dataset indices of the batch's records whose adapted features hold NaN / inf.
+
+    ``features``: per tower, ``pooled`` ``[B, D]`` (else ``last_hidden_state`` ``[B, L, D]``). A tower whose
+    rows are not one per record (several captions per image, say) names every record of the batch.
+    """
+    bad: set[int] = set()
+    for out in features.values():
+        x = out.pooled if out.pooled is not None else out.last_hidden_state
+        rows = (~torch.isfinite(x.detach().reshape(len(x), -1))).any(1)
+        if not bool(rows.any()):
+            continue
+        if len(rows) == len(record_ids):
+            bad.update(record_ids[i] for i in rows.nonzero().flatten().tolist())
+        else:
+            bad.update(record_ids)
+    return sorted(bad)
+
+
+def raise_on_nonfinite_evaluation(bad_ids: Sequence[int], total_bad: int, dataset: Dataset | None,
+                                  split: str) -> None:
+    """Raise :class:`NonFiniteEvaluationError` when evaluation met records with NaN / inf features.
+
+    A prediction from NaN features is silently wrong (an argmax of NaN logits is still a class) or turns a
+    metric into NaN, and dropping the records would silently change the metric: the run stops instead.
+    ``bad_ids``: this process's records; ``total_bad``: the count over every process.
+    """
+    if total_bad == 0:
+        return
+    raise NonFiniteEvaluationError(
+        f"evaluation on the {split} split: {total_bad} record(s) give NaN/inf features, so their predictions "
+        f"and the metrics would be meaningless ({describe_records(dataset, bad_ids)}). Check those records for "
+        "NaN/inf or corrupt values and fix or remove them; if every record fails, the weights may have diverged"
+    )
 
 
 def describe_records(dataset: Dataset | None, ids: Sequence[int] | torch.Tensor | None, limit: int = 8) -> str:
