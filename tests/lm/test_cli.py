@@ -132,9 +132,23 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(jsonl_root, tmp_path):
     trainer = LMTrainer(load_run_config(path, ["train.max_consecutive_nonfinite=2"]))
     before = {k: v.clone() for k, v in trainer.model.side.state_dict().items()}
     trainer.model.side.register_forward_hook(lambda module, args, out: (out[0] * float("nan"), *out[1:]))
-    with pytest.raises(FloatingPointError, match="2 training steps in a row"):
+    from unipt.errors import NonFiniteTrainingError
+
+    with pytest.raises(NonFiniteTrainingError, match="2 training steps in a row had a non-finite loss"):
         trainer.fit()
     assert all(torch.equal(v, trainer.model.side.state_dict()[k]) for k, v in before.items())  # never stepped
+
+
+def test_a_non_finite_evaluation_loss_is_an_error_naming_the_records(jsonl_root, tmp_path):
+    from unipt.errors import NonFiniteEvaluationError
+    from unipt.lm.train import LMTrainer
+    from unipt.train.config import load_run_config
+
+    path = write_run_config(tmp_path, {"dataset": "lm_jsonl", "options": {"root": str(jsonl_root)}})
+    trainer = LMTrainer(load_run_config(path))
+    trainer.model.side.register_forward_hook(lambda module, args, out: (out[0] * float("nan"), *out[1:]))
+    with pytest.raises(NonFiniteEvaluationError, match=r"the loss over records #0\.\.#\d+ is nan"):
+        trainer.evaluate(trainer.records("eval"))
 
 
 def test_a_runs_checkpoint_is_a_save_pretrained_folder(jsonl_root, tmp_path):

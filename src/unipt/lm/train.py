@@ -37,6 +37,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from unipt.errors import NonFiniteEvaluationError
 from unipt.files import read_safetensors
 from unipt.lm.backbone import load_causal_lm
 from unipt.lm.data import (
@@ -52,6 +53,7 @@ from unipt.lm.model import UniPTForCausalLM
 from unipt.pretrained import LEGACY_RUN_WEIGHTS
 from unipt.train.checkpoint import good_copy, is_legacy, write_checkpoint
 from unipt.train.config import RunConfig, TowerConfig, load_run_config
+from unipt.train.nonfinite import NonFiniteGuard
 from unipt.train.optim import build_optimizer, build_scheduler
 from unipt.train.step import training_step
 
@@ -156,11 +158,13 @@ class LMTrainer:
         if trains:
             optimizer = build_optimizer(self.model, cfg.optim)
             scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs)
+        guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite)  # LM batches carry no record ids
         for epoch in range(cfg.train.epochs if trains else 0):
             set_seed(cfg.train.seed + epoch)
-            losses = self._train_epoch(train, epoch, steps, optimizer, scheduler, step_times)
+            guard.start_epoch()
+            losses = self._train_epoch(train, epoch, steps, optimizer, scheduler, step_times, guard)
             record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": statistics.fmean(losses) if losses else None,
-                                      "losses": losses}
+                                      "losses": losses, "skipped_steps": guard.skipped_in_epoch}
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
                 record["eval"] = self.evaluate(evaluation)
                 if best is None or record["eval"]["perplexity"] < best["perplexity"]:
@@ -183,20 +187,20 @@ class LMTrainer:
         return result
 
     def _train_epoch(self, train: list[LMRecord], epoch: int, steps: int, optimizer: Any, scheduler: Any,
-                     step_times: list[float]) -> list[float]:
-        """One epoch of ``steps`` optimiser steps, each over ``grad_accum_steps`` batches; a step whose loss
-        or gradient is not finite is skipped, and ``max_consecutive_nonfinite`` of them in a row stop the run."""
+                     step_times: list[float], guard: NonFiniteGuard) -> list[float]:
+        """One epoch of ``steps`` optimiser steps, each over ``grad_accum_steps`` batches; ``guard`` skips a
+        step whose loss or gradient is not finite and stops the run after too many in a row."""
         cfg = self.config
-        accum, losses, skipped = int(cfg.train.grad_accum_steps), [], 0
+        accum, losses = int(cfg.train.grad_accum_steps), []
         self.model.train()
         batches = iter(self.loader(train, True, epoch))
         params = [p for p in self.model.parameters() if p.requires_grad]
         clip = partial(torch.nn.utils.clip_grad_norm_, params, cfg.optim.grad_clip or float("inf"))
-        for _ in tqdm(range(steps), desc=f"epoch {epoch + 1}", leave=False):
+        for step in tqdm(range(steps), desc=f"epoch {epoch + 1}", leave=False):
             tick, parts = time.perf_counter(), []  # each micro-batch's share of the step's loss
 
-            def may_step(loss: torch.Tensor, norm: float, parts: list[float] = parts) -> bool:
-                return math.isfinite(sum(parts) + (loss / accum).item()) and math.isfinite(norm)
+            def may_step(loss: torch.Tensor, norm: float, parts: list[float] = parts, step: int = step) -> bool:
+                return guard.step_ok(sum(parts) + (loss / accum).item(), norm, epoch, step)
 
             for micro in range(accum):
                 batch = {k: v.to(self.device) for k, v in next(batches).items()}
@@ -204,13 +208,6 @@ class LMTrainer:
                                        loss_scale=1 / accum, forward_context=self.autocast(),
                                        step=micro == accum - 1, clip=clip, may_step=may_step, scheduler=scheduler)
                 parts.append((result.loss / accum).item())
-            if result.stepped:
-                skipped = 0
-            else:
-                skipped += 1
-                if skipped >= cfg.train.max_consecutive_nonfinite:
-                    raise FloatingPointError(f"{skipped} training steps in a row had a non-finite loss or gradient; "
-                                             "lower optim.lr or set train.bf16: false")
             step_times.append(time.perf_counter() - tick)
             losses.append(sum(parts))
         return losses
@@ -251,15 +248,25 @@ class LMTrainer:
     # ----------------------------------------------------------------------------------- eval
     @torch.no_grad()
     def evaluate(self, records: list[LMRecord]) -> dict[str, float]:
-        """Perplexity over the labelled tokens (+ answer accuracy when the records carry labels)."""
+        """Perplexity over the labelled tokens (+ answer accuracy when the records carry labels).
+
+        Raises:
+            NonFiniteEvaluationError: a batch's loss is NaN / inf (its records are named).
+        """
         self.model.eval()
-        total, count = 0.0, 0
+        total, count, first = 0.0, 0, 0
         for batch in self.loader(records, shuffle=False):
             batch = {k: v.to(self.device) for k, v in batch.items()}
             n = int((batch["labels"][:, 1:] != -100).sum())
             with self.autocast():
-                total += float(self.model(**batch, logits_to_keep=1).loss) * n
-            count += n
+                loss = float(self.model(**batch, logits_to_keep=1).loss)
+            if n and not math.isfinite(loss):  # token ids cannot hold NaN: the weights or the precision did it
+                last = first + len(batch["input_ids"]) - 1
+                raise NonFiniteEvaluationError(
+                    f"evaluation: the loss over records #{first}..#{last} is {loss}, so the perplexity would be "
+                    "meaningless; the model's weights may have diverged (lower optim.lr) or bf16/fp16 overflowed "
+                    "(set train.bf16: false)")
+            total, count, first = total + loss * n, count + n, first + len(batch["input_ids"])
         nll = total / max(1, count)
         metrics = {"nll": nll, "perplexity": math.exp(min(nll, 50.0)), "tokens": float(count)}
         if self.answer_accuracy_on and all(r.prompt for r in records):
