@@ -92,9 +92,44 @@ def test_accumulation_bf16_and_a_second_run_into_the_same_folder(jsonl_root, tmp
     assert len(summary["best_metrics"]) >= 3 and math.isfinite(summary["best_metrics"]["nll"])
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1] and math.isfinite(history[0]["train_loss"])
-    assert main(["train", str(config)]) == 2
-    assert "resuming one is not supported" in capsys.readouterr().err
+    assert main(["train", str(config)]) == 0  # resumes the finished run: nothing left to train
+    assert "after epoch 1" in capsys.readouterr().err
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
     assert main(["train", str(config), "--set", "train.resume=false"]) == 0
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(jsonl_root, tmp_path, monkeypatch):
+    """Killed after epoch 1 of 3, the resumed run ends with the weights of an uninterrupted run."""
+    import torch
+
+    from unipt.lm.train import LMTrainer
+    from unipt.train.checkpoint import checkpoint_state
+    from unipt.train.config import load_run_config
+
+    data = {"dataset": "lm_jsonl", "options": {"root": str(jsonl_root)}}
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    LMTrainer(load_run_config(write_run_config(straight, data, epochs=3))).fit()
+
+    path = write_run_config(tmp_path, data, epochs=3)
+    interrupted = LMTrainer(load_run_config(path))
+    original = LMTrainer._train_epoch
+
+    def crash_in_epoch_2(self, train, epoch, *args):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, train, epoch, *args)
+
+    monkeypatch.setattr(LMTrainer, "_train_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    monkeypatch.setattr(LMTrainer, "_train_epoch", original)
+    result = LMTrainer(load_run_config(path)).fit()
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    expected = checkpoint_state(straight / "run" / "checkpoints" / "last")
+    resumed = checkpoint_state(tmp_path / "run" / "checkpoints" / "last")
+    assert expected and expected.keys() == resumed.keys()
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
 
 
 @pytest.mark.parametrize("command", [["plan"], ["cache", "plan"], ["cache", "build", "--out", "cache-dir"]])

@@ -51,10 +51,10 @@ from unipt.lm.data import (
 from unipt.lm.methods import build_causal_method, restore_trainable, weights_bytes
 from unipt.lm.model import UniPTForCausalLM
 from unipt.pretrained import LEGACY_RUN_WEIGHTS
-from unipt.train.checkpoint import good_copy, is_legacy, write_checkpoint
+from unipt.train.checkpoint import good_copy, is_legacy, read_loop_state, recover_checkpoint, write_checkpoint
 from unipt.train.config import RunConfig, TowerConfig, load_run_config
 from unipt.train.nonfinite import NonFiniteGuard
-from unipt.train.optim import build_optimizer, build_scheduler
+from unipt.train.optim import build_optimizer, build_scheduler, restore_optimizer
 from unipt.train.step import training_step
 
 TASK_OPTIONS = {"chat_template", "answer_accuracy", "max_new_tokens", "generate_limit"}
@@ -145,21 +145,19 @@ class LMTrainer:
                              "lower grad_accum_steps or batch_size")
         steps = batches // accum  # optimiser steps (a last, incomplete group of batches is left out)
         steps = min(steps, cfg.train.max_steps_per_epoch or steps)
-        history, best, step_times = [], None, []
+        step_times: list[float] = []
         started = time.perf_counter()
-        if (self.out / "checkpoints" / "last").is_dir() and cfg.train.resume:
-            raise ValueError(f"{self.out} already holds a causal_lm run; resuming one is not supported yet. Use "
-                             "another train.output_dir, or --set train.resume=false to train it again from scratch")
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run: no lines of an earlier one
-        (self.out / "run_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         trains = any(p.requires_grad for p in self.model.parameters())
+        optimizer = build_optimizer(self.model, cfg.optim) if trains else None
+        scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs) if trains else None
+        start, best, history = self._resume(optimizer, scheduler)
+        if start == 0:
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run: no lines of an earlier one
+        (self.out / "run_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         meter = PhasePeak(self.device)  # from here on: training and evaluation, the model already loaded
-        if trains:
-            optimizer = build_optimizer(self.model, cfg.optim)
-            scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs)
         guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite)  # LM batches carry no record ids
-        for epoch in range(cfg.train.epochs if trains else 0):
+        for epoch in range(start, cfg.train.epochs if trains else 0):
             set_seed(cfg.train.seed + epoch)
             guard.start_epoch()
             losses = self._train_epoch(train, epoch, steps, optimizer, scheduler, step_times, guard)
@@ -169,9 +167,9 @@ class LMTrainer:
                 record["eval"] = self.evaluate(evaluation)
                 if best is None or record["eval"]["perplexity"] < best["perplexity"]:
                     best = record["eval"]
-                    self._save("best", epoch + 1, best)
+                    self._save("best", epoch + 1, best, [*history, record], optimizer, scheduler)
             history.append(record)
-            self._save("last", epoch + 1, best)
+            self._save("last", epoch + 1, best, history, optimizer, scheduler)
             with open(self.out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps({k: v for k, v in record.items() if k != "losses"}) + "\n")
             print(f"epoch {epoch + 1}: train_loss={record['train_loss']} eval={record.get('eval')}", file=sys.stderr)
@@ -223,14 +221,37 @@ class LMTrainer:
             self.load_checkpoint(best)
         return self.evaluate(self.records("test"))
 
-    def _save(self, tag: str, epoch: int, best: dict[str, float] | None) -> None:
+    def _save(self, tag: str, epoch: int, best: dict[str, float] | None, history: list[dict[str, Any]],
+              optimizer: Any, scheduler: Any) -> None:
         """The run checkpoint layout (:mod:`unipt.train.checkpoint`): the tower's ``save_pretrained`` folder
-        (``checkpoints/<tag>/<tower>/``; a UniPT tower loads with ``UniPTForCausalLM.from_pretrained``) and no
-        head of its own (the LM head is frozen)."""
-        meta = {"epoch": epoch, "best": best, "config": self.config.to_dict()}
+        (``checkpoints/<tag>/<tower>/``; a UniPT tower loads with ``UniPTForCausalLM.from_pretrained``), no
+        head of its own (the LM head is frozen), and the optimiser and scheduler for resuming."""
+        meta = {"epoch": epoch, "best": best, "history": history, "config": self.config.to_dict()}
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch}
         write_checkpoint(self.out / "checkpoints" / tag,
                          lambda folder: self.model.save_pretrained(folder / self.tower_name, model_card=False),
-                         {}, {"epoch": epoch}, meta)
+                         {}, state, meta)
+
+    def _resume(self, optimizer: Any, scheduler: Any) -> tuple[int, dict[str, float] | None, list[dict[str, Any]]]:
+        """(first epoch to train, best metrics, history): from ``checkpoints/last`` when ``train.resume`` and
+        one exists (after repairing a checkpoint swap a crash interrupted), else a fresh start."""
+        last = self.out / "checkpoints" / "last"
+        if not self.config.train.resume or optimizer is None:
+            return 0, None, []
+        for tag in ("last", "best"):
+            note = recover_checkpoint(self.out / "checkpoints" / tag)
+            if note:
+                print(f"resume: {note}", file=sys.stderr)
+        if not last.is_dir():
+            return 0, None, []
+        state, meta = read_loop_state(last) if not is_legacy(last) else ({}, {})
+        if "optimizer" not in state:
+            raise ValueError(f"{last} was written before causal_lm runs could resume (no optimiser state); use "
+                             "another train.output_dir, or --set train.resume=false to train again from scratch")
+        self.load_checkpoint(last)
+        restore_optimizer(optimizer, scheduler, state)
+        print(f"resume: from {last} after epoch {state['epoch']}", file=sys.stderr)
+        return int(state["epoch"]), meta.get("best"), list(meta.get("history", []))
 
     def load_checkpoint(self, directory: Path) -> None:
         """Load a checkpoint's trained weights; also the one-file checkpoints causal_lm runs wrote before

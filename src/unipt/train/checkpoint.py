@@ -98,6 +98,12 @@ def load_checkpoint(directory: Path, system: AdaptedSystem) -> tuple[dict[str, A
     for name, tower in system.towers.items():
         tower.load_pretrained(directory / name, fix=fix)
     load_into(system, read_safetensors(directory / HEAD, fix), directory / HEAD)
+    return read_loop_state(directory)
+
+
+def read_loop_state(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A checkpoint's loop state (``trainer_state.pt``: optimiser, scheduler, epoch) and ``meta.json``."""
+    fix = good_copy(directory)
     return read_torch_state(directory / STATE, fix), _read_meta(directory, fix)
 
 

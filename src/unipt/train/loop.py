@@ -34,7 +34,7 @@ from unipt.train.ema import WeightAverage
 from unipt.train.labels import save_vocabulary
 from unipt.train.metrics_log import metrics_line, rebuild_metrics_log
 from unipt.train.nonfinite import NonFiniteGuard, nonfinite_records, raise_on_nonfinite_evaluation
-from unipt.train.optim import build_optimizer, build_scheduler
+from unipt.train.optim import build_optimizer, build_scheduler, restore_optimizer
 from unipt.train.plots import plot_history
 from unipt.train.preflight import check_output_dir, check_weights_finite
 from unipt.train.step import training_step
@@ -254,8 +254,7 @@ class Trainer:
         if not last.is_dir():
             return 0, None, []
         state, meta = load_checkpoint(last, self.accelerator.unwrap_model(self.system))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        restore_optimizer(optimizer, scheduler, state)
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         elif self.ema is not None:  # a run started without EMA: average from the restored weights on
@@ -263,10 +262,6 @@ class Trainer:
             if self.main:
                 print(f"resume: {last} has no EMA of the weights (train.ema_decay was off); "
                       "the average starts from the resumed weights", file=sys.stderr)
-        # The schedule may be longer now (more epochs): recompute the current lr from this run's schedule.
-        for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
-            group["lr"] = base * fn(scheduler.last_epoch)
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
         history = meta.get("history", [])
         if self.main:
             print(f"resuming from {last} after epoch {state['epoch']}")

@@ -91,14 +91,17 @@ def gradient_norm(parameters: Sequence[torch.Tensor] | Any) -> float:
     return float(norms.norm(2))
 
 
-def nonfinite_records(features: Mapping[str, AdaptedOutput], record_ids: Sequence[int]) -> list[int]:
+def nonfinite_records(features: Mapping[str, AdaptedOutput | Mapping[str, AdaptedOutput]],
+                      record_ids: Sequence[int]) -> list[int]:
     """Dataset indices of the batch's records whose adapted features hold NaN / inf.
 
-    ``features``: per tower, ``pooled`` ``[B, D]`` (else ``last_hidden_state`` ``[B, L, D]``). A tower whose
-    rows are not one per record (several captions per image, say) names every record of the batch.
+    ``features``: per tower (or per tower and side network), ``pooled`` ``[B, D]`` (else
+    ``last_hidden_state`` ``[B, L, D]``). A tower whose rows are not one per record (several captions per
+    image, say) names every record of the batch.
     """
     bad: set[int] = set()
-    for out in features.values():
+    outputs = [o for value in features.values() for o in (value.values() if isinstance(value, Mapping) else [value])]
+    for out in outputs:
         x = out.pooled if out.pooled is not None else out.last_hidden_state
         rows = (~torch.isfinite(x.detach().reshape(len(x), -1))).any(1)
         if not bool(rows.any()):

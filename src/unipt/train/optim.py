@@ -50,3 +50,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, steps
     if config.schedule not in ("cosine", "linear", "step", "constant"):
         raise ValueError(f"unknown schedule {config.schedule!r}; use cosine, linear, step or constant")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                      state: dict) -> None:
+    """Load a checkpoint's optimiser and scheduler state (``state["optimizer"]`` / ``["scheduler"]``), then
+    recompute the current learning rate from *this* run's schedule: a resumed run may be longer (more
+    epochs), and the saved rate belongs to the old one."""
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * fn(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
