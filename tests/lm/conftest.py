@@ -46,3 +46,16 @@ def backbone_logits(backbone: nn.Module, tokens: dict[str, torch.Tensor]) -> tor
     """The backbone's own logits with the positions generation uses (left padding counts from 0)."""
     positions = (tokens["attention_mask"].cumsum(-1) - 1).clamp(min=0)
     return backbone(**tokens, position_ids=positions).logits
+
+
+def training_losses(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, steps: int, lr: float) -> list[float]:
+    """Train ``model``'s trainable parameters with AdamW for ``steps`` steps on one batch; the losses."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = model(ids, labels=labels, logits_to_keep=1).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses

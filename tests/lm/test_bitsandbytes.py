@@ -12,7 +12,7 @@ import torch
 from unipt.config import UniPTConfig
 from unipt.lm import UniPTForCausalLM, frozen_weight_bytes
 
-from .conftest import backbone_logits
+from .conftest import backbone_logits, training_losses
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None,
@@ -48,14 +48,7 @@ def test_side_network_trains_on_a_quantised_backbone_and_never_touches_it(tiny_l
     model = UniPTForCausalLM(tiny_lm("llama"), UniPTConfig(task_type="causal_lm", backbone_quantization=mode,
                                                            side_width=32)).cuda()
     data = torch.randint(0, 256, (4, 12), generator=torch.Generator().manual_seed(7)).cuda()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    losses = []
-    for _ in range(25):
-        loss = model(data, labels=data, logits_to_keep=1).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+    losses = training_losses(model, data, data, steps=25, lr=1e-2)
     assert losses[-1] < losses[0] - 1.0  # ln(259) = 5.56 at the start
     assert all(p.grad is None for p in model.backbone.parameters())
     assert not any(p.requires_grad for p in model.backbone.parameters())

