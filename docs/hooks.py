@@ -11,6 +11,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def on_files(files, config):  # noqa: ANN001, ANN201 - the MkDocs hook signature
-    for png in sorted(RESULTS.glob("*.png")):
-        files.append(File.generated(config, f"benchmarks/{png.name}", abs_src_path=str(png)))
+    for png in sorted(RESULTS.glob("*.png")) + sorted(RESULTS.glob("gpu/*.png")):
+        name = png.relative_to(RESULTS).as_posix()
+        files.append(File.generated(config, f"benchmarks/{name}", abs_src_path=str(png)))
     return files
