@@ -56,7 +56,7 @@ class NonFiniteTrainingError(UniPTError, RuntimeError):
 
 
 class NonFiniteEvaluationError(UniPTError, ValueError):
-    """Evaluation produced NaN / inf predictions, so its metrics would be NaN."""
+    """Evaluation met NaN / inf features or losses, so its metrics would be meaningless."""
 
 
 # What the command line reports in one line with exit code 2: errors about the user's input and files.
