@@ -14,19 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class MLP(nn.Module):
-    """DETR's box MLP: ``num_layers`` Linear layers (``layers.<i>``) with ReLU between; ``[..., D] -> [..., out]``."""
-
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 3):
-        super().__init__()
-        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
-        return x
+from unipt.tasks.grounding import MLP  # DETR's box MLP, keys layers.<i>
 
 
 @dataclass

@@ -23,7 +23,8 @@ from torch import nn
 from unipt.models.mdetr.config import MDETRConfig
 from unipt.models.mdetr.image import ImageBackbone, resnet_body, timm_body
 from unipt.models.mdetr.transformer import EncoderStates, MDETRTransformer
-from unipt.tasks.mdetr_heads import MLP, HeadOutputs, head_outputs
+from unipt.tasks.grounding import MLP
+from unipt.tasks.mdetr_heads import HeadOutputs, head_outputs
 
 HEAD_MODULES = ("class_embed", "bbox_embed", "contrastive_align_projection_image", "contrastive_align_projection_text")
 
