@@ -53,6 +53,18 @@ def time_epoch(system: AdaptedSystem, dataset: Dataset, collate: Callable[[list[
     return {"epoch_s": round(total, 3), "steps": len(steps), "median_step_s": round(ordered[len(ordered) // 2], 4)}
 
 
+def timed_copy(config: RunConfig, records: int | None, batch_size: int | None) -> RunConfig:
+    """A copy of ``config`` for timing epochs: no activation cache, at most ``records`` training
+    records and ``batch_size`` (``None``: as configured). ``config`` itself is left unchanged."""
+    cfg = copy.deepcopy(config)
+    cfg.train.cache_dir = None
+    if records is not None:
+        cfg.data.limit_train = records
+    if batch_size is not None:
+        cfg.train.batch_size = batch_size
+    return cfg
+
+
 def benchmark_cache(config: RunConfig, out: str | os.PathLike[str], *, records: int | None = 512,
                     batch_size: int | None = 32, dtype: str = "fp32", padding: bool = False, repeats: int = 2,
                     lora_options: dict[str, Any] | None = None, verbose: bool = True) -> dict[str, Any]:
@@ -67,12 +79,7 @@ def benchmark_cache(config: RunConfig, out: str | os.PathLike[str], *, records: 
         (``epoch_s`` = fastest, ``all_epochs_s``), ``speedup_vs_live``, ``speedup_vs_lora`` and
         ``break_even_epochs`` (epochs after which build + cached epochs cost less than live epochs).
     """
-    cfg = copy.deepcopy(config)
-    cfg.train.cache_dir = None
-    if records is not None:
-        cfg.data.limit_train = records
-    if batch_size is not None:
-        cfg.train.batch_size = batch_size
+    cfg = timed_copy(config, records, batch_size)
     towers = {name: build_tower(name, spec) for name, spec in cfg.towers.items()}
     shutil.rmtree(Path(out) / "train", ignore_errors=True)  # time a full build, not a resume
     started = time.perf_counter()

@@ -232,11 +232,9 @@ def format_precisions(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_causal(rows: list[dict[str, Any]], backbone: str, path: Path) -> None:
-    import matplotlib
+    from unipt.bench.report import _pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     timed = [r for r in rows if r["backbone"] == backbone and r["arm"] != "forward"]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for ax, key, title in zip(axes, ("step_ms", "saved_activation_mb", "peak_over_loaded_mb"),
@@ -249,8 +247,7 @@ def plot_causal(rows: list[dict[str, Any]], backbone: str, path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unipt.bench.report import _pyplot
+from unipt.bench.report import _pyplot, save_figure
 from unipt.bench.results import BenchmarkReport, MethodResult
 from unipt.bench.run import REFERENCE
 from unipt.bench.targets import TargetCheck, checks_from_dicts, format_targets
@@ -292,11 +292,7 @@ def plot_length(report: LengthReport, path: str | Path) -> Path:
                 ax.legend(fontsize="small")
     fig.suptitle(f"Training cost against sequence length ({report.device})")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=110)
 
 
 def write_length_report(report: LengthReport, out_dir: str | Path, stem: str = "length",

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from unipt.bench.cache import time_epoch
+from unipt.bench.cache import time_epoch, timed_copy
 from unipt.io_streams import add_format_argument, emit
 from unipt.train.batching import Collator
 from unipt.train.config import RunConfig, load_run_config
@@ -47,12 +47,7 @@ def benchmark_multitask(config: RunConfig, *, records: int | None = 256, batch_s
     """
     if len(config.tasks) < 2:
         raise ValueError("benchmark_multitask needs a run config with at least two 'tasks'")
-    cfg = copy.deepcopy(config)
-    cfg.train.cache_dir = None
-    if records is not None:
-        cfg.data.limit_train = records
-    if batch_size is not None:
-        cfg.train.batch_size = batch_size
+    cfg = timed_copy(config, records, batch_size)
     arms = {"multitask": cfg, **{task: single_task_config(cfg, task) for task in cfg.tasks}}
     runs = {}
     for name, arm in arms.items():

@@ -117,6 +117,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (its folder created), close it, and return the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    _pyplot().close(fig)
+    return out
+
+
 def plot_report(report: BenchmarkReport, path: str | Path) -> Path:
     """Two panels: peak memory vs metric (scatter, std error bars) and step-time bars; writes a PNG.
 
@@ -167,11 +176,7 @@ def plot_report(report: BenchmarkReport, path: str | Path) -> Path:
     right.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{report.workload} ({report.device})")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_scaling(scaling: ScalingReport, path: str | Path) -> Path:
@@ -197,11 +202,7 @@ def plot_scaling(scaling: ScalingReport, path: str | Path) -> Path:
         ax.legend(fontsize="small")
     fig.suptitle(f"{scaling.workload}: scaling with {scaling.x_name} ({scaling.device})")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)
 
 
 def write_report(report: BenchmarkReport, out_dir: str | Path, stem: str = "benchmark") -> dict[str, Path]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unipt.bench.report import MIB, _pyplot
+from unipt.bench.report import MIB, _pyplot, save_figure
 from unipt.bench.results import ScalingPoint, ScalingReport
 from unipt.bench.run import run_scaling
 from unipt.bench.workload import Workload, tiny_bert_workload
@@ -142,11 +142,7 @@ def plot_scaling_grid(reports: list[ScalingReport], path: str | Path) -> Path:
         row[1].legend(fontsize="small")
     fig.suptitle(f"{reports[0].workload} ({reports[0].device})")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=110)
 
 
 def write_scaling(reports: list[ScalingReport], out_dir: str | Path, stem: str = "scaling") -> dict[str, Path]:
